@@ -1,0 +1,58 @@
+"""Result files: one JSON per run, written atomically, with the provenance a reader needs."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ('torch', 'mmcv', 'mmengine', 'mmsegmentation', 'numpy', 'pytorch-msssim')
+
+
+def git_commit() -> str:
+    """HEAD's commit of the repository holding this file, '+dirty' when the tree has changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+    return commit + ('+dirty' if dirty else '')
+
+
+def package_versions() -> dict:
+    out = {'python': platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + '\n')
+    os.replace(tmp, path)
+
+
+def load_results(root: Path) -> list[dict]:
+    """Every result file under ``root``; a malformed file raises an error naming it."""
+    out = []
+    for path in sorted(Path(root).rglob('*.json')):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f'result file {path} is not valid JSON: {err}') from err
+        missing = {'method', 'target', 'net', 'profile', 'seed', 'metrics', 'data_source'} - set(record)
+        if missing:
+            raise ValueError(f'result file {path} lacks the fields {sorted(missing)}')
+        record['_path'] = str(path)
+        out.append(record)
+    return out

@@ -1,0 +1,125 @@
+"""Table specs of the paper, built as pandas DataFrames from result files.
+
+Each table is built per (profile, data source) group so that a synthetic number never shares a
+table with a real one; the caption names both. A cell is the mean (± std over seeds when there
+are several) of the chosen metric; a missing run is shown as missing, never filled. For methods
+with a grid, the point with the best mean *selection metric* is chosen, and the table's notes
+say which criterion chose each cell.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+TARGET_NAMES = {'snv': 'SNV', 'hand': 'Hand Gesture'}
+NET_NAMES = {'unet': 'UNet', 'deeplabv3plus': 'DeepLabv3+', 'fpn': 'FPN', 'linknet': 'Linknet', 'pspnet': 'PSPNet'}
+METHOD_NAMES = {'source_only': 'Source Only', 'adaptsegnet': 'AdaptSegNet', 'advent': 'AdvEnt',
+                'minent': 'MinEnt', 'clan': 'CLAN', 'bdl': 'BDL', 'dise': 'DISE', 'dada': 'DADA',
+                'glss': 'GLSS', 'oracle': 'Oracle (supervised on target)'}
+TABLE2_METHODS = ('source_only', 'adaptsegnet', 'advent', 'minent', 'clan', 'bdl', 'dise', 'dada', 'glss')
+MISSING = '–'
+
+
+def _target_key(record) -> str:
+    return record['target'].replace('synth_', '')
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return MISSING
+    if len(values) == 1:
+        return f'{values[0]:.3f}'
+    return f'{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (n={len(values)})'
+
+
+def select(records: list[dict], split: str, criterion: str = 'target_all') -> tuple[list[dict], str]:
+    """Among one cell's records (several grid points x seeds), those of the best grid point.
+
+    ``criterion`` is the metrics split whose mean IoU picks the point: ``target_all`` (the
+    paper's: the reported target IoU itself) or ``target_val`` (a held-out target split).
+    """
+    by_tag = defaultdict(list)
+    for r in records:
+        by_tag[r.get('tag', '')].append(r)
+    if len(by_tag) == 1:
+        return records, ''
+
+    def score(rs):
+        vals = [r['metrics'][criterion]['iou'] for r in rs if criterion in r['metrics']]
+        return np.mean(vals) if vals else -np.inf
+    best = max(by_tag, key=lambda t: score(by_tag[t]))
+    return by_tag[best], best
+
+
+def _values(records, split, metric):
+    return [r['metrics'][split][metric] for r in records if split in r['metrics']]
+
+
+def groups(records: list[dict]) -> dict:
+    """Records grouped by (profile, data source)."""
+    out = defaultdict(list)
+    for r in records:
+        out[(r['profile'], r['data_source'])].append(r)
+    return dict(out)
+
+
+def table1(records: list[dict]) -> pd.DataFrame:
+    """Seed 002 Table 1: supervised on the target, 80/20 split, IoU and Dice on the 20 % test part."""
+    rows = {}
+    for net in ('fpn', 'unet', 'deeplabv3plus', 'linknet', 'pspnet'):
+        row = {}
+        for target in TARGET_NAMES:
+            cell = [r for r in records if r['method'] == 'oracle' and r['net'] == net and _target_key(r) == target
+                    and r.get('study', 'main') == 'main']
+            for metric in ('iou', 'dice'):
+                row[(TARGET_NAMES[target], metric.capitalize() if metric == 'dice' else 'IoU')] = \
+                    _cell(_values(cell, 'target_test', metric))
+        rows[NET_NAMES[net]] = row
+    return pd.DataFrame.from_dict(rows, orient='index')
+
+
+def table2(records: list[dict], criterion: str = 'target_all') -> tuple[pd.DataFrame, list[str]]:
+    """Seed 002 Table 2: UDA on the whole target set, UNet and DeepLabv3+, IoU and Dice."""
+    rows, notes = {}, []
+    for method in TABLE2_METHODS:
+        row = {}
+        for target in TARGET_NAMES:
+            for net in ('unet', 'deeplabv3plus'):
+                cell = [r for r in records if r['method'] == method and r['net'] == net
+                        and _target_key(r) == target and r.get('study', 'main') == 'main']
+                chosen, tag = select(cell, 'target_all', criterion)
+                if tag:
+                    notes.append(f'{METHOD_NAMES[method]}, {TARGET_NAMES[target]}, {NET_NAMES[net]}: '
+                                 f'grid point {tag} chosen by mean IoU on {criterion}')
+                for metric in ('iou', 'dice'):
+                    row[(TARGET_NAMES[target], NET_NAMES[net], 'IoU' if metric == 'iou' else 'Dice')] = \
+                        _cell(_values(chosen, 'target_all', metric))
+        if any(v != MISSING for v in row.values()):
+            rows[METHOD_NAMES[method]] = row
+    frame = pd.DataFrame.from_dict(rows, orient='index')
+    if not frame.empty:
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame, notes
+
+
+def render(frame: pd.DataFrame, caption: str, notes: list[str] = ()) -> tuple[str, str]:
+    """(Markdown, LaTeX) of ``frame`` with ``caption`` and notes."""
+    if frame.empty:
+        return f'_{caption}: no result files._\n', f'% {caption}: no result files.\n'
+    flat = frame.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [' '.join(c) for c in flat.columns]
+    md = f'**{caption}**\n\n' + flat.to_markdown() + '\n' + ''.join(f'\n- {n}' for n in notes) + '\n'
+    tex = frame.to_latex(caption=caption, escape=True, multicolumn=True, multicolumn_format='c')
+    if notes:
+        tex += ''.join(f'% {n}\n' for n in notes)
+    return md, tex
+
+
+def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> dict:
+    """Every table of one (profile, data source) group: name -> (frame, caption, notes)."""
+    t2, notes = table2(records, criterion)
+    return {'table1': (table1(records), f'Table 1: supervised on target, 80/20 split ({where})', []),
+            'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set ({where})', notes)}

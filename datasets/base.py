@@ -1,0 +1,51 @@
+"""The in-memory segmentation set every loader returns, and its splits."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+
+@dataclass
+class SegmentationSet:
+    """Greyscale images (N, H, W) uint8, 0/1 skin masks (N, H, W) uint8, optional depth (metres)."""
+
+    name: str
+    images: np.ndarray
+    masks: np.ndarray
+    data_source: str                   # 'real' or 'synthetic'
+    depth: np.ndarray | None = None
+    description: str = ''
+
+    def __post_init__(self):
+        if self.images.shape != self.masks.shape:
+            raise ValueError(f'{self.name}: images {self.images.shape} and masks {self.masks.shape} differ')
+        if self.depth is not None and self.depth.shape != self.images.shape:
+            raise ValueError(f'{self.name}: depth {self.depth.shape} and images {self.images.shape} differ')
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index) -> 'SegmentationSet':
+        index = np.asarray(index)
+        return replace(self, images=self.images[index], masks=self.masks[index],
+                       depth=None if self.depth is None else self.depth[index])
+
+    def split_indices(self, train_fraction: float = 0.8, seed: int = 0):
+        """Sorted indices of a seeded (train, test) split, e.g. seed 002 Table 1's 80/20 split."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        cut = int(round(train_fraction * len(self)))
+        return np.sort(order[:cut]), np.sort(order[cut:])
+
+    def split(self, train_fraction: float = 0.8, seed: int = 0):
+        """The (train, test) subsets of ``split_indices``."""
+        train, test = self.split_indices(train_fraction, seed)
+        return self.subset(train), self.subset(test)
+
+    def fraction(self, fraction: float, seed: int = 0) -> 'SegmentationSet':
+        """A seeded random ``fraction`` of the set (the supplement's target-fraction study)."""
+        return self.split(fraction, seed)[0]
+
+    def normalised_images(self) -> np.ndarray:
+        """Images as float32 (N, 1, H, W) in [-1, 1], the scaling of the official GLSS code."""
+        return (self.images.astype(np.float32) / 127.5 - 1.0)[:, None]

@@ -1,0 +1,114 @@
+"""The method interface (DAFormer's ``UDADecorator`` in spirit) and the supervised training step.
+
+A method wraps a segmentation network (``self.net``) and owns only its own losses and extra
+networks. The runner calls ``fit(ctx)`` once and ``predict(images)`` on target batches.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from udabench.datasets.base import SegmentationSet
+from udabench.engine import StageRunner, batch_indices, build_optimizer, iterations_for
+
+from .losses import segmentation_loss
+from .networks import SegmentationNet
+
+
+@dataclass
+class FitContext:
+    """What a method may use while training.
+
+    ``target_images`` are the unlabelled target images (None for target-independent methods);
+    ``target_labelled`` is given only to methods that declare ``needs_target_labels`` (the oracle).
+    """
+
+    source: SegmentationSet
+    stages: StageRunner
+    cache_dir: Path
+    seed: int = 0
+    device: str = 'cpu'
+    net: dict = field(default_factory=dict)
+    seg_recipe: dict = field(default_factory=dict)
+    target_images: np.ndarray | None = None
+    target_labelled: SegmentationSet | None = None
+    progress: bool = True
+
+
+def to_tensor(array: np.ndarray, device: str) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=device)
+
+
+def train_segmentation(net: SegmentationNet, data: SegmentationSet, recipe: dict, stages: StageRunner,
+                       stage: str, seed: int, device: str) -> None:
+    """Supervised training of ``net`` on ``data`` with ``recipe`` = loss, optimizer, batch_size, epochs
+    (seed 002 §4.1: Dice+BCE with RMSprop 1e-3 for UNet, focal with RMSprop 1e-2 for DeepLabv3+)."""
+    images, masks = data.normalised_images(), data.masks[:, None].astype(np.float32)
+    loss_fn = segmentation_loss(recipe['loss'])
+    optimizer = build_optimizer(net.parameters(), recipe['optimizer'])
+    batch = recipe['batch_size']
+    num_iters = iterations_for(recipe['epochs'], len(data), batch)
+    net.train()
+
+    def step(it):
+        idx = batch_indices(len(data), batch, it, seed)
+        loss = loss_fn(net(to_tensor(images[idx], device)), to_tensor(masks[idx], device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {'loss': loss.item()}
+
+    stages.run(stage, step, num_iters, {'net': net, 'optimizer': optimizer})
+    net.eval()
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cached_stages(ctx: FitContext, kind: str, *parts) -> StageRunner:
+    """A StageRunner in a cache folder keyed by the source set, the seed and ``parts``, so that a
+    model trained once (the source network, GLSS's VAE) serves every run that needs it."""
+    key = _fingerprint(ctx.source.name, ctx.source.description, ctx.source.images.shape, ctx.seed, *parts)
+    return StageRunner(Path(ctx.cache_dir) / kind / key, ctx.stages.checkpoint_every, ctx.progress)
+
+
+def source_network(ctx: FitContext) -> SegmentationNet:
+    """The Source Only network for ``ctx`` (net, recipe, source set, seed), trained once and cached.
+
+    Source Only, GLSS (S_psi and P_psi) and the warm start of the UDA baselines share it, so one
+    training serves every method and every target.
+    """
+    net = SegmentationNet(**ctx.net).to(ctx.device)
+    stages = cached_stages(ctx, f'source_{ctx.net["name"]}', ctx.net, ctx.seg_recipe)
+    torch.manual_seed(ctx.seed)
+    train_segmentation(net, ctx.source, ctx.seg_recipe, stages, 'segmentation', ctx.seed, ctx.device)
+    return net
+
+
+class UDAMethod(nn.Module):
+    """Base class: a method holds ``self.net`` after ``fit`` and predicts skin probabilities."""
+
+    #: The oracle alone trains on target labels; the runner then evaluates on the held-out split only.
+    needs_target_labels = False
+    #: Target-independent methods (Source Only, GLSS) never receive target images while training.
+    uses_target_images = True
+
+    def fit(self, ctx: FitContext) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Skin probabilities (N, H, W) for normalised images (N, 1, H, W)."""
+        self.net.eval()
+        return torch.sigmoid(self.net(images))[:, 0]
+
+    def predict_steps(self, images: torch.Tensor) -> dict:
+        """Predictions keyed by step; ``'final'`` is the method's answer (GLSS adds LS iterations)."""
+        return {'final': self.predict(images)}

@@ -1,0 +1,35 @@
+"""Segmentation losses of seed 002 §4.1 / seed 000 Eq. 1-2: Dice + BCE (UNet), binary focal (DeepLabv3+)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice of sigmoid probabilities over the whole batch."""
+    probs = torch.sigmoid(logits)
+    inter = (probs * target).sum()
+    return 1.0 - (2 * inter + smooth) / (probs.sum() + target.sum() + smooth)
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_s = L_dice + L_bce (seed 000 Eq. 1, UNet)."""
+    return soft_dice_loss(logits, target) + F.binary_cross_entropy_with_logits(logits, target)
+
+
+def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.75) -> torch.Tensor:
+    """Binary focal loss (Lin et al. 2017) with gamma 2.0, alpha 0.75 (seed 002 §4.1, DeepLabv3+)."""
+    log_p = F.logsigmoid(logits)
+    log_not_p = F.logsigmoid(-logits)
+    pos = -alpha * target * (1 - log_p.exp()) ** gamma * log_p
+    neg = -(1 - alpha) * (1 - target) * log_p.exp() ** gamma * log_not_p
+    return (pos + neg).mean()
+
+
+SEGMENTATION_LOSSES = {'dice_bce': dice_bce_loss, 'focal': binary_focal_loss}
+
+
+def segmentation_loss(name: str):
+    if name not in SEGMENTATION_LOSSES:
+        raise KeyError(f'unknown segmentation loss {name!r}; expected one of {sorted(SEGMENTATION_LOSSES)}')
+    return SEGMENTATION_LOSSES[name]

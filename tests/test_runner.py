@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from udabench.runner import RunSpec, compose_config, parse_overrides, run
+
+
+def _spec(tmp_path, **kw):
+    base = dict(method='source_only', target='hand', net='unet', profile='smoke', seed=0,
+                data_root=str(tmp_path / 'no-real-data'), results_dir=str(tmp_path / 'runs'),
+                work_dir=str(tmp_path / 'work'), synthetic_cache=str(tmp_path / 'synth'), progress=False)
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def test_source_only_and_oracle_end_to_end_then_tables(tmp_path, capsys):
+    out = run(_spec(tmp_path))
+    record = json.loads(out.read_text())
+    assert record['data_source'] == 'synthetic' and record['data']['target']['name'] == 'synth_hand'
+    for key in ('config', 'seed', 'git_commit', 'wall_time_s', 'packages', 'metrics'):
+        assert key in record
+    assert 0.0 <= record['metrics']['target_all']['iou'] <= 1.0
+    assert 'synthetic' in str(out)
+    mtime = out.stat().st_mtime
+    assert run(_spec(tmp_path)) == out and out.stat().st_mtime == mtime    # exists -> skipped
+    oracle = json.loads(run(_spec(tmp_path, method='oracle')).read_text())
+    assert set(oracle['metrics']) == {'target_test'}          # trained on target: held-out split only
+
+    from tools_make_tables import main as make_tables
+    assert make_tables(['--results', str(tmp_path / 'runs'), '--out', str(tmp_path / 'tables')]) == 0
+    md = (tmp_path / 'tables' / 'smoke_synthetic' / 'table2.md').read_text()
+    assert 'Source Only' in md and 'synthetic' in md and '–' in md     # missing cells stay missing
+    assert 'UNet' in (tmp_path / 'tables' / 'smoke_synthetic' / 'table1.md').read_text()
+
+
+def test_unknown_names_list_what_is_registered(tmp_path):
+    with pytest.raises(KeyError, match='source_only'):
+        run(_spec(tmp_path, method='nope'))
+    with pytest.raises(KeyError, match='deeplabv3plus'):
+        compose_config('source_only', 'resnet9000', 'smoke')
+    with pytest.raises(KeyError, match='cpu'):
+        compose_config('source_only', 'unet', 'huge')
+
+
+def test_overrides_parse_literals():
+    assert parse_overrides(['a.b=1e-3', 'c=foo', 'd=[1, 2]']) == {'a.b': 1e-3, 'c': 'foo', 'd': [1, 2]}
+    with pytest.raises(ValueError, match='key=value'):
+        parse_overrides(['oops'])

@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Render the paper's tables from result files as Markdown and LaTeX.
+
+    python tools/make_tables.py [--results results/runs] [--out results/tables]
+
+One folder per (profile, data source) under --out; every caption names its data source.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from udabench import tables
+from udabench.results import load_results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--results', default='results/runs', help='folder of result JSON files')
+    parser.add_argument('--out', default='results/tables', help='where the tables are written')
+    parser.add_argument('--select', default='target_all', choices=('target_all', 'target_val'),
+                        help='metrics split whose IoU picks the best grid point (default: the paper\'s, target_all)')
+    args = parser.parse_args(argv)
+    try:
+        records = load_results(args.results)
+    except ValueError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    if not records:
+        print(f'error: no result files under {args.results}', file=sys.stderr)
+        return 2
+    for (profile, source), group in sorted(tables.groups(records).items()):
+        folder = Path(args.out) / f'{profile}_{source.split(" ")[0]}'
+        folder.mkdir(parents=True, exist_ok=True)
+        where = f'profile {profile}, data: {source}'
+        for name, (frame, caption, notes) in tables.build_all(group, where, args.select).items():
+            md, tex = tables.render(frame, caption, notes)
+            (folder / f'{name}.md').write_text(md)
+            (folder / f'{name}.tex').write_text(tex)
+            print(md)
+        print(f'written under {folder}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
