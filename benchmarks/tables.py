@@ -43,7 +43,7 @@ def select(records: list[dict], split: str, criterion: str = 'target_all') -> tu
     by_tag = defaultdict(list)
     for r in records:
         by_tag[r.get('tag', '')].append(r)
-    if len(by_tag) == 1:
+    if len(by_tag) <= 1:
         return records, ''
 
     def score(rs):
@@ -118,8 +118,64 @@ def render(frame: pd.DataFrame, caption: str, notes: list[str] = ()) -> tuple[st
     return md, tex
 
 
+ABLATION_KEYS = (('Edge', 'method.vae.edge_skip'), ('L_p', 'method.perceptual'),
+                 ('LS', 'method.latent_search.enabled'))
+
+
+def table4(records: list[dict]) -> pd.DataFrame:
+    """Seed 002 Table 4: GLSS ablation (edge skip, L_p, latent search), DeepLabv3+, target IoU."""
+    rows = []
+    for edge in (False, True):
+        for lp in (False, True):
+            for ls in (False, True):
+                row = {name: 'x' if on else '' for (name, _), on in zip(ABLATION_KEYS, (edge, lp, ls))}
+                for target, title in TARGET_NAMES.items():
+                    cell = [r for r in records if r['method'] == 'glss_ablation' and r['net'] == 'deeplabv3plus'
+                            and _target_key(r) == target
+                            and all(r['overrides'].get(k) == on for (_, k), on in zip(ABLATION_KEYS, (edge, lp, ls)))]
+                    row[f'{title} IoU'] = _cell(_values(cell, 'target_all', 'iou'))
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ls_curves(records: list[dict]) -> pd.DataFrame:
+    """Seed 002 Fig. 5: target IoU against latent-search iteration for each LS objective (long format)."""
+    rows = []
+    for r in records:
+        if r['method'] != 'glss_ls_study':
+            continue
+        for step, m in r['metrics'].get('trace', {}).items():
+            rows.append(dict(target=_target_key(r), net=r['net'], loss=r['config']['method']['latent_search']['loss'],
+                             seed=r['seed'], iteration=int(step.split('_')[1]), iou=m['iou'], dice=m['dice']))
+    return pd.DataFrame(rows, columns=['target', 'net', 'loss', 'seed', 'iteration', 'iou', 'dice'])
+
+
+def plot_ls_curves(curves: pd.DataFrame, path, title: str) -> None:
+    """One panel per target: IoU vs LS iteration, one line per objective (mean over seeds)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    targets = sorted(curves['target'].unique())
+    fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.6), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        sub = curves[curves['target'] == target]
+        for (loss, net), g in sub.groupby(['loss', 'net']):
+            mean = g.groupby('iteration')['iou'].mean()
+            ax.plot(mean.index, mean.values, marker='o', ms=3, label=f'{loss.upper()} ({NET_NAMES.get(net, net)})')
+        ax.set_title(TARGET_NAMES.get(target, target))
+        ax.set_xlabel('latent-search iteration')
+        ax.set_ylabel('target IoU')
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> dict:
     """Every table of one (profile, data source) group: name -> (frame, caption, notes)."""
     t2, notes = table2(records, criterion)
     return {'table1': (table1(records), f'Table 1: supervised on target, 80/20 split ({where})', []),
-            'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set ({where})', notes)}
+            'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set ({where})', notes),
+            'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU ({where})', [])}

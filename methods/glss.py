@@ -45,7 +45,7 @@ class GLSS(UDAMethod):
         super().__init__()
         self.vae_cfg, self.vae_train, self.ls_cfg = dict(vae), dict(vae_train), dict(latent_search)
         self.beta_by_net, self.perceptual = dict(beta), perceptual
-        self.vae_loss = dict(reduction='sum', rec_terms=('mse',), rec_weight=1.0, kl_weight=1.0, **(vae_loss or {}))
+        self.vae_loss = {**dict(reduction='sum', rec_terms=('mse',), rec_weight=1.0, kl_weight=1.0), **(vae_loss or {})}
         self.target_fraction = target_fraction
         # Target-independent unless the target-fraction study feeds target images to the VAE.
         self.uses_target_images = target_fraction > 0

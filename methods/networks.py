@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 from mmcv.cnn import ConvModule
 
@@ -111,8 +112,8 @@ NETWORKS = ('deeplabv3plus', 'unet', 'fpn', 'linknet', 'pspnet')
 
 #: Where each network's perceptual features are read (seed 000 §2.1): DeepLabv3+'s last
 #: concatenation (upsampled ASPP + projected low-level features, the input of its bottleneck)
-#: and the output of UNet's 6th layer, counted as the 5 encoder stages then the decoders.
-PERCEPTUAL_LAYER = {'deeplabv3plus': 'decode_head.sep_bottleneck', 'unet': 'backbone.decoder.0'}
+#: and the output of UNet's 6th layer: after its 5 encoder stages, the first (deepest) decoder stage.
+PERCEPTUAL_LAYER = {'deeplabv3plus': 'decode_head.sep_bottleneck', 'unet': 'backbone.decoder.3'}
 
 
 class SegmentationNet(nn.Module):
@@ -122,7 +123,8 @@ class SegmentationNet(nn.Module):
         super().__init__()
         import mmseg.models  # noqa: F401  (registers mmseg's modules)
         self.name = name
-        self.model = MODELS.build(segmentor_config(name, **kwargs))
+        with DefaultScope.overwrite_default_scope('mmseg'):   # mmcv bricks look up mmseg's layers
+            self.model = MODELS.build(segmentor_config(name, **kwargs))
 
     def forward(self, images: torch.Tensor, with_aux: bool = False):
         feats = self.model.extract_feat(images)

@@ -18,11 +18,11 @@ def test_network_outputs_logits_at_input_resolution_and_learns(name):
 
 def test_multiclass_and_aux_head():
     net = SegmentationNet('deeplabv3plus', width=8, num_classes=5, aux_head=True)
-    main, aux = net(torch.randn(1, 1, 32, 32), with_aux=True)
-    assert main.shape == aux.shape == (1, 5, 32, 32)
+    main, aux = net(torch.randn(2, 1, 32, 32), with_aux=True)
+    assert main.shape == aux.shape == (2, 5, 32, 32)
 
 
-@pytest.mark.parametrize('name,channels', [('deeplabv3plus', 32 + 6), ('unet', 64)])
+@pytest.mark.parametrize('name,channels', [('deeplabv3plus', 32 + 12), ('unet', 64)])
 def test_perceptual_layers(name, channels):
     net = SegmentationNet(name, width=8).eval()
     feats = net.perceptual_features(torch.randn(1, 1, 32, 32))

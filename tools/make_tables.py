@@ -39,6 +39,11 @@ def main(argv=None) -> int:
             (folder / f'{name}.md').write_text(md)
             (folder / f'{name}.tex').write_text(tex)
             print(md)
+        curves = tables.ls_curves(group)
+        if not curves.empty:
+            curves.to_csv(folder / 'fig5_ls_iterations.csv', index=False)
+            tables.plot_ls_curves(curves, folder / 'fig5_ls_iterations.png',
+                                  f'Fig. 5: IoU vs latent-search iteration ({where})')
         print(f'written under {folder}')
     return 0
 
