@@ -29,7 +29,7 @@ TARGETS = ('snv', 'hand')
 
 
 def config_names(kind: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / kind).glob('*.py'))
+    return sorted(p.stem for p in (CONFIG_DIR / kind).glob('*.py') if not p.stem.startswith('_'))
 
 
 def _config_file(kind: str, name: str) -> Path:

@@ -38,7 +38,7 @@ def select(records: list[dict], split: str, criterion: str = 'target_all') -> tu
     """Among one cell's records (several grid points x seeds), those of the best grid point.
 
     ``criterion`` is the metrics split whose mean IoU picks the point: ``target_all`` (the
-    paper's: the reported target IoU itself) or ``target_val`` (a held-out target split).
+    paper's: the reported target IoU itself) or ``target_test`` (the held-out 20 % split).
     """
     by_tag = defaultdict(list)
     for r in records:

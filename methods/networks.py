@@ -135,18 +135,22 @@ class SegmentationNet(nn.Module):
         aux = F.interpolate(self.model.auxiliary_head(feats), size, mode='bilinear', align_corners=False)
         return logits, aux
 
+    def capture(self, images: torch.Tensor, module: str, take: str = 'output'):
+        """(logits, activation): a forward pass that also returns ``module``'s input or output."""
+        captured = {}
+
+        def grab(_, inputs, output):
+            captured['x'] = inputs[0] if take == 'input' else output
+        handle = self.model.get_submodule(module).register_forward_hook(grab)
+        try:
+            logits = self(images)
+        finally:
+            handle.remove()
+        return logits, captured['x']
+
     def perceptual_features(self, images: torch.Tensor) -> torch.Tensor:
         """Activations of the layer the paper's perceptual loss L_p reads (``PERCEPTUAL_LAYER``)."""
         if self.name not in PERCEPTUAL_LAYER:
             raise KeyError(f'no perceptual layer defined for {self.name!r}; defined for {sorted(PERCEPTUAL_LAYER)}')
-        module = self.model.get_submodule(PERCEPTUAL_LAYER[self.name])
-        captured = {}
-
-        def grab(_, inputs, output):
-            captured['x'] = inputs[0] if self.name == 'deeplabv3plus' else output
-        handle = module.register_forward_hook(grab)
-        try:
-            self.model.decode_head(self.model.extract_feat(images))
-        finally:
-            handle.remove()
-        return captured['x']
+        take = 'input' if self.name == 'deeplabv3plus' else 'output'
+        return self.capture(images, PERCEPTUAL_LAYER[self.name], take)[1]

@@ -1,0 +1,5 @@
+# AdaptSegNet (Tsai 2018), multi-level; seed 000 §2.2 grid-searches lambda_adv_target1 x lambda_adv_target2
+# (values not given there: a grid around the original 2e-4 / 1e-3).
+_base_ = ['./_adaptation.py']
+method = dict(type='adaptsegnet', lambda_seg=0.1, lambda_adv_target1=2e-4, lambda_adv_target2=1e-3)
+grid = {'method.lambda_adv_target1': [2e-4, 1e-3], 'method.lambda_adv_target2': [1e-3, 5e-3]}

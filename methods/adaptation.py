@@ -1,0 +1,146 @@
+"""The training loop shared by the methods that see labelled source and unlabelled target batches.
+
+Written after ADVENT's short training step: (1) with the discriminators frozen, the segmentation
+loss on a source batch plus, on a target batch, the method's adversarial losses (fool the
+discriminators: source label) and any other target loss; (2) the discriminators learn to tell the
+detached source inputs (label 0) from the target ones (label 1), each of the two losses halved.
+A method supplies only its outputs, its discriminator inputs and weights, and its extra losses.
+
+Shared settings (AdaptSegNet/ADVENT/CLAN code; seed 000 §2.2): segmentation SGD lr 2.5e-4,
+momentum 0.9, weight decay 5e-4; discriminators Adam lr 1e-4, betas (0.9, 0.99); both poly 0.9.
+Deviation: the segmentation network starts from the suite's Source Only network (the originals
+start from ImageNet weights, which cannot be had here; with random init SGD at 2.5e-4 learns
+nothing in a CPU budget). ``warm_start=False`` starts from random weights instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from udabench.engine import batch_indices, build_optimizer, poly_lr
+
+from .base import FitContext, UDAMethod, source_network, to_tensor
+from .discriminator import SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce
+from .losses import segmentation_loss
+from .networks import SegmentationNet
+
+
+class TargetAdaptation(UDAMethod):
+    """Base class; subclasses set ``discriminator_channels`` and override the hooks below."""
+
+    def __init__(self, iterations: int = 1000, batch_size: int = 8,
+                 optimizer: dict | None = None, disc_optimizer: dict | None = None, poly_power: float = 0.9,
+                 warm_start: bool = True, target_fraction: float = 1.0, disc_width: int = 64):
+        super().__init__()
+        self.iterations, self.batch_size, self.poly_power = iterations, batch_size, poly_power
+        self.optimizer = optimizer or dict(type='SGD', lr=2.5e-4, momentum=0.9, weight_decay=5e-4)
+        self.disc_optimizer = disc_optimizer or dict(type='Adam', lr=1e-4, betas=(0.9, 0.99))
+        self.warm_start, self.target_fraction, self.disc_width = warm_start, target_fraction, disc_width
+        self.aux_head = False
+
+    # ------------------------------------------------------------------ hooks for the methods
+    def discriminator_channels(self, num_classes: int) -> dict:
+        """name -> input channels of each discriminator (none by default)."""
+        return {}
+
+    def outputs(self, images: torch.Tensor) -> dict:
+        """The network's outputs the losses need; ``'main'`` holds the logits."""
+        return {'main': self.net(images)}
+
+    def source_loss(self, out: dict, masks: torch.Tensor) -> dict:
+        return {'seg': self.seg_loss(out['main'], masks)}
+
+    def discriminator_inputs(self, out: dict) -> dict:
+        """name -> what discriminator ``name`` sees for these outputs."""
+        return {}
+
+    def adversarial_weights(self, iteration: int) -> dict:
+        """name -> weight of the generator's adversarial loss for discriminator ``name``."""
+        return {}
+
+    def pixel_weights(self, out: dict, iteration: int) -> dict:
+        """name -> optional per-pixel weight of the target adversarial losses (CLAN)."""
+        return {}
+
+    def discriminate(self, name: str, inputs: torch.Tensor) -> torch.Tensor:
+        return self.discriminators[name](inputs)
+
+    def target_loss(self, out: dict, iteration: int) -> dict:
+        """Other losses on the unlabelled target outputs (MinEnt's entropy)."""
+        return {}
+
+    def regulariser(self, iteration: int) -> dict:
+        """Losses on the parameters (CLAN's weight discrepancy)."""
+        return {}
+
+    # -------------------------------------------------------------------------- the loop
+    def fit(self, ctx: FitContext) -> None:
+        torch.manual_seed(ctx.seed)
+        self.net = SegmentationNet(**ctx.net, aux_head=self.aux_head).to(ctx.device)
+        if self.warm_start:
+            missing = self.net.load_state_dict(source_network(ctx).state_dict(), strict=False).missing_keys
+            assert all('auxiliary_head' in k for k in missing), missing
+        self.prepare(ctx)
+        num_classes = ctx.net.get('num_classes', 1)
+        self.discriminators = nn.ModuleDict({k: FCDiscriminator(c, self.disc_width)
+                                             for k, c in self.discriminator_channels(max(num_classes, 2)).items()})
+        self.discriminators.to(ctx.device)
+        self.seg_loss = segmentation_loss(ctx.seg_recipe['loss'])
+        seg_opt = build_optimizer(self.trainable_parameters(), self.optimizer)
+        disc_opt = build_optimizer(self.discriminators.parameters(), self.disc_optimizer) if self.discriminators else None
+        src_x, src_y = ctx.source.normalised_images(), ctx.source.masks[:, None].astype(np.float32)
+        tgt_x = ctx.target_images
+        if self.target_fraction < 1.0:   # seed 000 §2.4: trained with a fraction of the target
+            order = np.random.default_rng(ctx.seed).permutation(len(tgt_x))
+            tgt_x = tgt_x[np.sort(order[:max(1, int(self.target_fraction * len(tgt_x)))])]
+        bs, dev = self.batch_size, ctx.device
+
+        def step(it):
+            poly_lr(seg_opt, [self.optimizer['lr']] * len(seg_opt.param_groups), it, self.iterations, self.poly_power)
+            if disc_opt:
+                poly_lr(disc_opt, [self.disc_optimizer['lr']], it, self.iterations, self.poly_power)
+            xs = to_tensor(src_x[batch_indices(len(src_x), bs, it, ctx.seed)], dev)
+            ys = to_tensor(src_y[batch_indices(len(src_x), bs, it, ctx.seed)], dev)
+            xt = to_tensor(tgt_x[batch_indices(len(tgt_x), bs, it, ctx.seed + 1)], dev)
+            return self.train_step(xs, ys, xt, it, seg_opt, disc_opt)
+
+        self.net.train()
+        ctx.stages.run('adaptation', step, self.iterations,
+                       {'method': self, 'seg_opt': seg_opt,
+                        **({'disc_opt': disc_opt} if disc_opt else {})})
+        self.net.eval()
+
+    def prepare(self, ctx: FitContext) -> None:
+        """Build method-specific modules before the optimisers are made (CLAN's second classifier)."""
+
+    def trainable_parameters(self):
+        return self.net.parameters()
+
+    def train_step(self, xs, ys, xt, it, seg_opt, disc_opt) -> dict:
+        seg_opt.zero_grad(set_to_none=True)
+        if disc_opt:
+            disc_opt.zero_grad(set_to_none=True)
+        self.discriminators.requires_grad_(False)
+        src = self.outputs(xs)
+        tgt = self.outputs(xt)
+        losses = {**self.source_loss(src, ys), **self.target_loss(tgt, it), **self.regulariser(it)}
+        d_src, d_tgt = self.discriminator_inputs(src), self.discriminator_inputs(tgt)
+        weights, pixel = self.adversarial_weights(it), self.pixel_weights(tgt, it)
+        for name in self.discriminators:
+            losses[f'adv_{name}'] = weights[name] * domain_bce(self.discriminate(name, d_tgt[name]), SOURCE_LABEL,
+                                                               pixel.get(name))
+        sum(losses.values()).backward()
+        logs = {k: v.item() for k, v in losses.items()}
+        if disc_opt:
+            self.discriminators.requires_grad_(True)
+            for name in self.discriminators:
+                w = pixel.get(name)
+                d_loss = 0.5 * (domain_bce(self.discriminate(name, d_src[name].detach()), SOURCE_LABEL)
+                                + domain_bce(self.discriminate(name, d_tgt[name].detach()), TARGET_LABEL,
+                                             None if w is None else w.detach()))
+                d_loss.backward()
+                logs[f'disc_{name}'] = d_loss.item()
+            disc_opt.step()
+        seg_opt.step()
+        return logs
