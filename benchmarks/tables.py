@@ -111,8 +111,9 @@ def render(frame: pd.DataFrame, caption: str, notes: list[str] = ()) -> tuple[st
     flat = frame.copy()
     if isinstance(flat.columns, pd.MultiIndex):
         flat.columns = [' '.join(c) for c in flat.columns]
-    md = f'**{caption}**\n\n' + flat.to_markdown() + '\n' + ''.join(f'\n- {n}' for n in notes) + '\n'
-    tex = frame.to_latex(caption=caption, escape=True, multicolumn=True, multicolumn_format='c')
+    plain_index = isinstance(flat.index, pd.RangeIndex)
+    md = (f'**{caption}**\n\n' + flat.to_markdown(index=not plain_index, disable_numparse=True) + '\n' + ''.join(f'\n- {n}' for n in notes) + '\n')
+    tex = frame.to_latex(caption=caption, escape=True, multicolumn=True, multicolumn_format='c', index=not plain_index)
     if notes:
         tex += ''.join(f'% {n}\n' for n in notes)
     return md, tex
@@ -173,9 +174,33 @@ def plot_ls_curves(curves: pd.DataFrame, path, title: str) -> None:
     plt.close(fig)
 
 
+FRACTION_METHODS = ('adaptsegnet', 'bdl', 'clan', 'advent', 'dada', 'glss')
+
+
+def fraction_table(records: list[dict]) -> pd.DataFrame:
+    """Seed 000 Table 1: target IoU when the method trains with 60 / 40 / 20 % of the target data
+    (GLSS: its VAE on source plus that fraction), whole target set, per target and network."""
+    study = [r for r in records if r.get('study') == 'fraction']
+    rows = {}
+    for target, net in sorted({(_target_key(r), r['net']) for r in study}):
+        for fraction in (0.6, 0.4, 0.2):
+            row = {}
+            for method in FRACTION_METHODS:
+                cell = [r for r in study if r['method'] == method and _target_key(r) == target and r['net'] == net
+                        and r['config']['method'].get('target_fraction') == fraction]
+                row[METHOD_NAMES[method]] = _cell(_values(cell, 'target_all', 'iou'))
+            rows[(TARGET_NAMES[target], NET_NAMES.get(net, net), f'{int(fraction * 100)} %')] = row
+    frame = pd.DataFrame.from_dict(rows, orient='index')
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=['target', 'net', 'target data'])
+    return frame
+
+
 def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> dict:
     """Every table of one (profile, data source) group: name -> (frame, caption, notes)."""
     t2, notes = table2(records, criterion)
     return {'table1': (table1(records), f'Table 1: supervised on target, 80/20 split ({where})', []),
             'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set ({where})', notes),
-            'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU ({where})', [])}
+            'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU ({where})', []),
+            'target_fraction': (fraction_table(records), 'Supplement Table 1: target IoU vs fraction of target data '
+                                f'used in training ({where})', [])}

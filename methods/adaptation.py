@@ -29,6 +29,10 @@ from .networks import SegmentationNet
 class TargetAdaptation(UDAMethod):
     """Base class; subclasses set ``discriminator_channels`` and override the hooks below."""
 
+    needs_source_depth = False
+    #: Each discriminator loss is halved (AdaptSegNet/ADVENT code); DADA's code does not halve.
+    disc_loss_scale = 0.5
+
     def __init__(self, iterations: int = 1000, batch_size: int = 8,
                  optimizer: dict | None = None, disc_optimizer: dict | None = None, poly_power: float = 0.9,
                  warm_start: bool = True, target_fraction: float = 1.0, disc_width: int = 64):
@@ -48,8 +52,9 @@ class TargetAdaptation(UDAMethod):
         """The network's outputs the losses need; ``'main'`` holds the logits."""
         return {'main': self.net(images)}
 
-    def source_loss(self, out: dict, masks: torch.Tensor) -> dict:
-        return {'seg': self.seg_loss(out['main'], masks)}
+    def source_loss(self, out: dict, batch: dict) -> dict:
+        """Losses on the labelled source batch: ``batch['ys']`` masks, ``batch['ds']`` depth (DADA)."""
+        return {'seg': self.seg_loss(out['main'], batch['ys'])}
 
     def discriminator_inputs(self, out: dict) -> dict:
         """name -> what discriminator ``name`` sees for these outputs."""
@@ -66,8 +71,8 @@ class TargetAdaptation(UDAMethod):
     def discriminate(self, name: str, inputs: torch.Tensor) -> torch.Tensor:
         return self.discriminators[name](inputs)
 
-    def target_loss(self, out: dict, iteration: int) -> dict:
-        """Other losses on the unlabelled target outputs (MinEnt's entropy)."""
+    def target_loss(self, out: dict, batch: dict, iteration: int) -> dict:
+        """Other losses on the target outputs (MinEnt's entropy; BDL's pseudo-labels ``batch['yt']``)."""
         return {}
 
     def regulariser(self, iteration: int) -> dict:
@@ -76,6 +81,11 @@ class TargetAdaptation(UDAMethod):
 
     # -------------------------------------------------------------------------- the loop
     def fit(self, ctx: FitContext) -> None:
+        self.build(ctx)
+        self.adapt(ctx, ctx.source.normalised_images(), 'adaptation')
+
+    def build(self, ctx: FitContext) -> None:
+        """The segmentation network (warm-started), the method's modules and its discriminators."""
         torch.manual_seed(ctx.seed)
         self.net = SegmentationNet(**ctx.net, aux_head=self.aux_head).to(ctx.device)
         if self.warm_start:
@@ -87,29 +97,38 @@ class TargetAdaptation(UDAMethod):
                                              for k, c in self.discriminator_channels(max(num_classes, 2)).items()})
         self.discriminators.to(ctx.device)
         self.seg_loss = segmentation_loss(ctx.seg_recipe['loss'])
+
+    def adapt(self, ctx: FitContext, source_images: np.ndarray, stage: str,
+              target_labels: np.ndarray | None = None) -> None:
+        """One checkpointed adaptation stage on ``source_images`` (BDL passes translated ones) and
+        the target images; ``target_labels`` are pseudo-labels (-1 = ignore) for BDL's SSL."""
         seg_opt = build_optimizer(self.trainable_parameters(), self.optimizer)
         disc_opt = build_optimizer(self.discriminators.parameters(), self.disc_optimizer) if self.discriminators else None
-        src_x, src_y = ctx.source.normalised_images(), ctx.source.masks[:, None].astype(np.float32)
-        tgt_x = ctx.target_images
+        arrays = {'xs': source_images, 'ys': ctx.source.masks[:, None].astype(np.float32)}
+        if self.needs_source_depth:
+            arrays['ds'] = ctx.source.depth[:, None].astype(np.float32)
+        target = {'xt': ctx.target_images}
+        if target_labels is not None:
+            target['yt'] = target_labels[:, None].astype(np.float32)
         if self.target_fraction < 1.0:   # seed 000 §2.4: trained with a fraction of the target
-            order = np.random.default_rng(ctx.seed).permutation(len(tgt_x))
-            tgt_x = tgt_x[np.sort(order[:max(1, int(self.target_fraction * len(tgt_x)))])]
-        bs, dev = self.batch_size, ctx.device
+            order = np.random.default_rng(ctx.seed).permutation(len(ctx.target_images))
+            keep = np.sort(order[:max(1, int(self.target_fraction * len(order)))])
+            target = {k: v[keep] for k, v in target.items()}
+        arrays.update(target)
 
         def step(it):
             poly_lr(seg_opt, [self.optimizer['lr']] * len(seg_opt.param_groups), it, self.iterations, self.poly_power)
             if disc_opt:
                 poly_lr(disc_opt, [self.disc_optimizer['lr']], it, self.iterations, self.poly_power)
-            xs = to_tensor(src_x[batch_indices(len(src_x), bs, it, ctx.seed)], dev)
-            ys = to_tensor(src_y[batch_indices(len(src_x), bs, it, ctx.seed)], dev)
-            xt = to_tensor(tgt_x[batch_indices(len(tgt_x), bs, it, ctx.seed + 1)], dev)
-            return self.train_step(xs, ys, xt, it, seg_opt, disc_opt)
+            src = batch_indices(len(source_images), self.batch_size, it, ctx.seed)
+            tgt = batch_indices(len(arrays['xt']), self.batch_size, it, ctx.seed + 1)
+            batch = {k: to_tensor(v[tgt if k in target else src], ctx.device) for k, v in arrays.items()}
+            return self.train_step(batch, it, seg_opt, disc_opt)
 
-        self.net.train()
-        ctx.stages.run('adaptation', step, self.iterations,
-                       {'method': self, 'seg_opt': seg_opt,
-                        **({'disc_opt': disc_opt} if disc_opt else {})})
-        self.net.eval()
+        self.train()
+        ctx.stages.run(stage, step, self.iterations,
+                       {'method': self, 'seg_opt': seg_opt, **({'disc_opt': disc_opt} if disc_opt else {})})
+        self.eval()
 
     def prepare(self, ctx: FitContext) -> None:
         """Build method-specific modules before the optimisers are made (CLAN's second classifier)."""
@@ -117,14 +136,14 @@ class TargetAdaptation(UDAMethod):
     def trainable_parameters(self):
         return self.net.parameters()
 
-    def train_step(self, xs, ys, xt, it, seg_opt, disc_opt) -> dict:
+    def train_step(self, batch: dict, it: int, seg_opt, disc_opt) -> dict:
         seg_opt.zero_grad(set_to_none=True)
         if disc_opt:
             disc_opt.zero_grad(set_to_none=True)
         self.discriminators.requires_grad_(False)
-        src = self.outputs(xs)
-        tgt = self.outputs(xt)
-        losses = {**self.source_loss(src, ys), **self.target_loss(tgt, it), **self.regulariser(it)}
+        src = self.outputs(batch['xs'])
+        tgt = self.outputs(batch['xt'])
+        losses = {**self.source_loss(src, batch), **self.target_loss(tgt, batch, it), **self.regulariser(it)}
         d_src, d_tgt = self.discriminator_inputs(src), self.discriminator_inputs(tgt)
         weights, pixel = self.adversarial_weights(it), self.pixel_weights(tgt, it)
         for name in self.discriminators:
@@ -136,7 +155,7 @@ class TargetAdaptation(UDAMethod):
             self.discriminators.requires_grad_(True)
             for name in self.discriminators:
                 w = pixel.get(name)
-                d_loss = 0.5 * (domain_bce(self.discriminate(name, d_src[name].detach()), SOURCE_LABEL)
+                d_loss = self.disc_loss_scale * (domain_bce(self.discriminate(name, d_src[name].detach()), SOURCE_LABEL)
                                 + domain_bce(self.discriminate(name, d_tgt[name].detach()), TARGET_LABEL,
                                              None if w is None else w.detach()))
                 d_loss.backward()

@@ -30,8 +30,8 @@ class AdaptSegNet(TargetAdaptation):
         main, aux = self.net(images, with_aux=True)
         return {'main': main, 'aux': aux}
 
-    def source_loss(self, out, masks):
-        return {'seg': self.seg_loss(out['main'], masks), 'seg_aux': self.lambda_seg * self.seg_loss(out['aux'], masks)}
+    def source_loss(self, out, batch):
+        return {'seg': self.seg_loss(out['main'], batch['ys']), 'seg_aux': self.lambda_seg * self.seg_loss(out['aux'], batch['ys'])}
 
     def discriminator_inputs(self, out):
         return {k: two_class_probs(out[k]) for k in ('aux', 'main')}

@@ -29,10 +29,10 @@ class _EntropyAdaptation(TargetAdaptation):
         main, aux = self.net(images, with_aux=True)
         return {'main': main, 'aux': aux}
 
-    def source_loss(self, out, masks):
-        losses = {'seg': self.seg_loss(out['main'], masks)}
+    def source_loss(self, out, batch):
+        losses = {'seg': self.seg_loss(out['main'], batch['ys'])}
         if self.aux_head:
-            losses['seg_aux'] = self.lambda_seg_aux * self.seg_loss(out['aux'], masks)
+            losses['seg_aux'] = self.lambda_seg_aux * self.seg_loss(out['aux'], batch['ys'])
         return losses
 
 
@@ -60,5 +60,5 @@ class MinEnt(_EntropyAdaptation):
         super().__init__(**kwargs)
         self.lambda_ent = {'main': lambda_ent, 'aux': lambda_ent_aux}
 
-    def target_loss(self, out, iteration):
+    def target_loss(self, out, batch, iteration):
         return {f'ent_{k}': self.lambda_ent[k] * entropy_loss(two_class_probs(out[k])) for k in self.levels()}

@@ -60,8 +60,8 @@ class CLAN(TargetAdaptation):
         logits2 = F.interpolate(self.classifier2(feats), images.shape[-2:], mode='bilinear', align_corners=False)
         return {'main': logits1 + logits2, 'p1': logits1, 'p2': logits2}
 
-    def source_loss(self, out, masks):
-        return {'seg': self.seg_loss(out['p1'], masks) + self.seg_loss(out['p2'], masks)}
+    def source_loss(self, out, batch):
+        return {'seg': self.seg_loss(out['p1'], batch['ys']) + self.seg_loss(out['p2'], batch['ys'])}
 
     def regulariser(self, iteration):
         head = self.net.model.decode_head.conv_seg
