@@ -1,0 +1,137 @@
+"""BDL: bidirectional learning (Li, Yuan & Vasconcelos, CVPR 2019).
+
+Rounds alternate two models. (1) Translation: a CycleGAN (generators S->T and T->S, PatchGAN
+discriminators, LSGAN, cycle weight 10 each way, identity 0.5 x 10) plus BDL's perceptual loss
+from the current segmentation model M: the MSE between instance-normalised logits of M on an
+image and on its translation (x0.1) and on its cycle reconstruction (x10). (2) Segmentation
+adaptation on the *translated* source with a single-level output-space adversarial loss
+(lambda_adv_target, AdaptSegNet's discriminator); from the second round on, also the
+cross-entropy to pseudo-labels of the previous model on the target (SSL), a pixel kept when its
+confidence reaches its class's threshold = the median confidence of the pixels predicted as
+that class, capped at 0.9. Seed 000 §2.2: segmentation lr 2.5e-4, discriminator lr 1e-4, grid
+lambda_adv_target in {1e-3, 2e-3, 5e-3} (best 1e-3). Two rounds by default (the original code
+ships two SSL steps); the first round's M is the Source Only network.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from udabench.engine import batch_indices, build_optimizer
+from udabench.registry import METHODS
+
+from .adaptation import TargetAdaptation
+from .base import FitContext, to_tensor
+from .discriminator import two_class_probs
+from .translation import PatchDiscriminator, ResnetGenerator, lsgan_loss
+
+
+def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
+    """BDL's SSL labels from skin probabilities (N, H, W): 1 / 0 where confident, -1 (ignore) elsewhere."""
+    pred = probs >= 0.5
+    conf = np.where(pred, probs, 1 - probs)
+    labels = np.full(probs.shape, -1.0, np.float32)
+    for cls in (0, 1):
+        chosen = pred == bool(cls)
+        if chosen.any():
+            threshold = min(float(np.median(conf[chosen])), cap)
+            labels[chosen & (conf >= threshold)] = cls
+    return labels
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """BCE over pixels whose label is not -1."""
+    keep = labels >= 0
+    if not keep.any():
+        return logits.sum() * 0
+    return F.binary_cross_entropy_with_logits(logits[keep], labels[keep])
+
+
+@METHODS.register_module(name='bdl')
+class BDL(TargetAdaptation):
+
+    def __init__(self, lambda_adv_target: float = 1e-3, rounds: int = 2, ssl_cap: float = 0.9,
+                 translation: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.lambda_adv_target, self.rounds, self.ssl_cap = lambda_adv_target, rounds, ssl_cap
+        self.translation = {**dict(iterations=2000, batch_size=4, width=64, downs=2, blocks=9, disc_width=64,
+                                   optimizer=dict(type='Adam', lr=2e-4, betas=(0.5, 0.999)), cycle=10.0,
+                                   identity=0.5, perceptual_translated=0.1, perceptual_reconstructed=10.0),
+                            **(translation or {})}
+
+    def discriminator_channels(self, num_classes):
+        return {'main': num_classes}
+
+    def discriminator_inputs(self, out):
+        return {'main': two_class_probs(out['main'])}
+
+    def adversarial_weights(self, iteration):
+        return {'main': self.lambda_adv_target}
+
+    def target_loss(self, out, batch, iteration):
+        return {'ssl': masked_bce(out['main'], batch['yt'])} if 'yt' in batch else {}
+
+    def fit(self, ctx: FitContext) -> None:
+        self.build(ctx)
+        source = ctx.source.normalised_images()
+        labels = None
+        for k in range(self.rounds):
+            translated = self.translate_source(ctx, source, f'translation_{k}')
+            self.adapt(ctx, translated, f'adaptation_{k}', labels)
+            if k + 1 < self.rounds:
+                labels = pseudo_labels(self.predict_array(ctx.target_images, ctx.device), self.ssl_cap)
+
+    @torch.no_grad()
+    def predict_array(self, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
+        return np.concatenate([self.predict(to_tensor(images[i:i + batch], device)).cpu().numpy()
+                               for i in range(0, len(images), batch)])
+
+    def translate_source(self, ctx: FitContext, source: np.ndarray, stage: str) -> np.ndarray:
+        """Train the CycleGAN of this round with the current model's perceptual loss; translate S -> T."""
+        cfg, dev = self.translation, ctx.device
+        gens = torch.nn.ModuleDict({d: ResnetGenerator(1, cfg['width'], cfg['downs'], cfg['blocks']) for d in ('s2t', 't2s')}).to(dev)
+        discs = torch.nn.ModuleDict({d: PatchDiscriminator(1, cfg['disc_width']) for d in ('s', 't')}).to(dev)
+        g_opt = build_optimizer(gens.parameters(), cfg['optimizer'])
+        d_opt = build_optimizer(discs.parameters(), cfg['optimizer'])
+        seg = copy.deepcopy(self.net).eval().requires_grad_(False)
+        target = ctx.target_images
+
+        def seg_map(x):
+            return F.instance_norm(seg(x))
+
+        def step(it):
+            xs = to_tensor(source[batch_indices(len(source), cfg['batch_size'], it, ctx.seed)], dev)
+            xt = to_tensor(target[batch_indices(len(target), cfg['batch_size'], it, ctx.seed + 1)], dev)
+            fake_t, fake_s = gens['s2t'](xs), gens['t2s'](xt)
+            rec_s, rec_t = gens['t2s'](fake_t), gens['s2t'](fake_s)
+            discs.requires_grad_(False)
+            losses = {
+                'gan': lsgan_loss(discs['t'](fake_t), True) + lsgan_loss(discs['s'](fake_s), True),
+                'cycle': cfg['cycle'] * ((rec_s - xs).abs().mean() + (rec_t - xt).abs().mean()),
+                'identity': cfg['identity'] * cfg['cycle'] * ((gens['s2t'](xt) - xt).abs().mean()
+                                                              + (gens['t2s'](xs) - xs).abs().mean()),
+            }
+            ms, mt = seg_map(xs), seg_map(xt)
+            losses['perceptual'] = (cfg['perceptual_translated'] * (F.mse_loss(seg_map(fake_t), ms) + F.mse_loss(seg_map(fake_s), mt))
+                                    + cfg['perceptual_reconstructed'] * (F.mse_loss(seg_map(rec_s), ms) + F.mse_loss(seg_map(rec_t), mt)))
+            g_opt.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()
+            g_opt.step()
+            discs.requires_grad_(True)
+            d_loss = 0.5 * (lsgan_loss(discs['t'](xt), True) + lsgan_loss(discs['t'](fake_t.detach()), False)
+                            + lsgan_loss(discs['s'](xs), True) + lsgan_loss(discs['s'](fake_s.detach()), False))
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+            return {**{k: v.item() for k, v in losses.items()}, 'disc': d_loss.item()}
+
+        gens.train()
+        ctx.stages.run(stage, step, cfg['iterations'], {'generators': gens, 'discriminators': discs,
+                                                        'g_opt': g_opt, 'd_opt': d_opt})
+        gens.eval()
+        with torch.no_grad():
+            return np.concatenate([gens['s2t'](to_tensor(source[i:i + 64], dev)).cpu().numpy()
+                                   for i in range(0, len(source), 64)])

@@ -1,0 +1,70 @@
+"""Image-translation parts shared by BDL and DISE: a ResNet generator, a PatchGAN discriminator
+with instance norm, and the least-squares GAN loss (CycleGAN, Zhu et al. 2017, as both use)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def conv_in_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, padding_mode='reflect'),
+                         nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_in_relu(channels, channels),
+                                  nn.Conv2d(channels, channels, 3, padding=1, padding_mode='reflect'),
+                                  nn.InstanceNorm2d(channels, affine=True))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def upsample_in_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1),
+                         nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True))
+
+
+class ResnetGenerator(nn.Module):
+    """CycleGAN's generator: 7x7 stem, ``downs`` stride-2 convs, residual blocks, as many
+    up-convolutions, 7x7 output conv and tanh (images in [-1, 1])."""
+
+    def __init__(self, channels: int = 1, width: int = 64, downs: int = 2, blocks: int = 9):
+        super().__init__()
+        layers = [conv_in_relu(channels, width, 7)]
+        for i in range(downs):
+            layers.append(conv_in_relu(width * 2 ** i, width * 2 ** (i + 1), 3, 2))
+        layers += [ResidualBlock(width * 2 ** downs) for _ in range(blocks)]
+        for i in reversed(range(downs)):
+            layers.append(upsample_in_relu(width * 2 ** (i + 1), width * 2 ** i))
+        layers += [nn.Conv2d(width, channels, 7, padding=3, padding_mode='reflect'), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """70x70-style PatchGAN: 4x4 convs, stride 2 then 1, instance norm, LeakyReLU 0.2."""
+
+    def __init__(self, channels: int = 1, width: int = 64, layers: int = 3):
+        super().__init__()
+        mods = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        c = width
+        for i in range(1, layers + 1):
+            nxt = width * min(2 ** i, 8)
+            mods += [nn.Conv2d(c, nxt, 4, 2 if i < layers else 1, 1), nn.InstanceNorm2d(nxt, affine=True),
+                     nn.LeakyReLU(0.2, inplace=True)]
+            c = nxt
+        mods.append(nn.Conv2d(c, 1, 4, 1, 1))
+        self.body = nn.Sequential(*mods)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def lsgan_loss(pred: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss: (D(x) - 1)^2 for real, D(x)^2 for fake."""
+    return (pred - (1.0 if real else 0.0)).pow(2).mean()
