@@ -42,6 +42,7 @@ class TargetAdaptation(UDAMethod):
         self.disc_optimizer = disc_optimizer or dict(type='Adam', lr=1e-4, betas=(0.9, 0.99))
         self.warm_start, self.target_fraction, self.disc_width = warm_start, target_fraction, disc_width
         self.aux_head = False
+        self.extra_optimizers: dict = {}
 
     # ------------------------------------------------------------------ hooks for the methods
     def discriminator_channels(self, num_classes: int) -> dict:
@@ -127,11 +128,13 @@ class TargetAdaptation(UDAMethod):
 
         self.train()
         ctx.stages.run(stage, step, self.iterations,
-                       {'method': self, 'seg_opt': seg_opt, **({'disc_opt': disc_opt} if disc_opt else {})})
+                       {'method': self, 'seg_opt': seg_opt, **({'disc_opt': disc_opt} if disc_opt else {}),
+                        **self.extra_optimizers})
         self.eval()
 
     def prepare(self, ctx: FitContext) -> None:
-        """Build method-specific modules before the optimisers are made (CLAN's second classifier)."""
+        """Build method-specific modules before the optimisers are made (CLAN's second classifier).
+        Optimisers of a method's own networks go in ``self.extra_optimizers`` (checkpointed with the stage)."""
 
     def trainable_parameters(self):
         return self.net.parameters()

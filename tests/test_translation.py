@@ -50,3 +50,21 @@ def test_bdl_end_to_end_smoke(tmp_path):
     assert 0 <= record['metrics']['target_all']['iou'] <= 1
     stages = sorted(p.name for p in (tmp_path / 'work' / 'smoke' / 'synthetic' / 'bdl' / 'hand_deeplabv3plus_seed0').iterdir())
     assert stages == ['adaptation_0.pth', 'adaptation_1.pth', 'translation_0.pth', 'translation_1.pth']
+
+
+def test_dise_parts_shapes():
+    from udabench.methods.dise import StructureTextureDecoder, TextureEncoder
+    code = TextureEncoder(4)(torch.rand(2, 1, 32, 32))
+    assert code.shape == (2, 16, 1, 1)
+    image = StructureTextureDecoder(24, 16, 4, stride=8)(torch.rand(2, 24, 4, 4), code)
+    assert image.shape == (2, 1, 32, 32) and image.abs().max() <= 1
+
+
+def test_dise_end_to_end_smoke(tmp_path):
+    spec = RunSpec(method='dise', target='snv', net='unet', profile='smoke', data_root=str(tmp_path / 'none'),
+                   results_dir=str(tmp_path / 'runs'), work_dir=str(tmp_path / 'work'),
+                   synthetic_cache=str(tmp_path / 'synth'), progress=False)
+    record = json.loads(run(spec).read_text())
+    assert 0 <= record['metrics']['target_all']['iou'] <= 1
+    ckpt = torch.load(tmp_path / 'work' / 'smoke' / 'synthetic' / 'dise' / 'snv_unet_seed0' / 'adaptation.pth', weights_only=False)
+    assert {'translation', 'image_disc'} <= set(ckpt['state'])
