@@ -1,12 +1,9 @@
-import json
-
 import pytest
 import torch
 
 from udabench.methods.clan import disagreement, weight_discrepancy
 from udabench.methods.discriminator import (FCDiscriminator, domain_bce, entropy_loss, two_class_probs,
                                             weighted_self_information)
-from udabench.runner import RunSpec, run
 from udabench.tables import select
 
 
@@ -56,11 +53,8 @@ def shared(tmp_path_factory):
 
 
 @pytest.mark.parametrize('method', ['adaptsegnet', 'advent', 'minent', 'clan'])
-def test_methods_train_end_to_end(shared, method):
-    spec = RunSpec(method=method, target='hand', net='deeplabv3plus', profile='smoke',
-                   data_root=str(shared / 'none'), results_dir=str(shared / 'runs'), work_dir=str(shared / 'work'),
-                   synthetic_cache=str(shared / 'synth'), progress=False)
-    record = json.loads(run(spec).read_text())
+def test_methods_train_end_to_end(shared, smoke_run, method):
+    record, _ = smoke_run(method, root=shared)
     assert 0 <= record['metrics']['target_all']['iou'] <= 1
     ckpt = torch.load(shared / 'work' / 'smoke' / 'synthetic' / method / 'hand_deeplabv3plus_seed0' / 'adaptation.pth',
                       weights_only=False)

@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -8,7 +6,6 @@ from udabench.datasets.base import SegmentationSet
 from udabench.engine import StageRunner
 from udabench.methods.base import FitContext
 from udabench.methods.dada import DADA, DepthFusion, berhu_loss
-from udabench.runner import RunSpec, run
 
 
 def test_berhu_on_both_sides_of_its_threshold():
@@ -37,9 +34,6 @@ def test_dada_without_source_depth_fails_clearly(tmp_path):
         method.fit(ctx)
 
 
-def test_dada_end_to_end_smoke(tmp_path):
-    spec = RunSpec(method='dada', target='snv', net='unet', profile='smoke', data_root=str(tmp_path / 'none'),
-                   results_dir=str(tmp_path / 'runs'), work_dir=str(tmp_path / 'work'),
-                   synthetic_cache=str(tmp_path / 'synth'), progress=False)
-    record = json.loads(run(spec).read_text())
+def test_dada_end_to_end_smoke(smoke_run):
+    record, _ = smoke_run('dada', target='snv', net='unet')
     assert 0 <= record['metrics']['target_all']['iou'] <= 1

@@ -1,5 +1,3 @@
-import json
-
 import pytest
 import torch
 
@@ -7,7 +5,7 @@ from udabench.methods.glss import GLSS, kl_to_standard_normal
 from udabench.methods.latent_search import latent_search, per_image_loss
 from udabench.methods.networks import SegmentationNet
 from udabench.methods.vae import EdgeSkipVAE, sobel_edges
-from udabench.runner import RunSpec, compose_config, run
+from udabench.runner import compose_config
 
 
 def test_sobel_edges_of_a_vertical_step():
@@ -118,12 +116,8 @@ def test_glss_without_latent_search_uses_the_encoder_reconstruction():
     assert probs.shape == (2, 32, 32) and m.ls_seconds == []
 
 
-def test_glss_end_to_end_smoke_with_ls_trace(tmp_path):
-    spec = RunSpec(method='glss', target='snv', net='deeplabv3plus', profile='smoke',
-                   data_root=str(tmp_path / 'none'), results_dir=str(tmp_path / 'runs'), work_dir=str(tmp_path / 'work'),
-                   synthetic_cache=str(tmp_path / 'synth'), progress=False,
-                   overrides={'method.latent_search.record_every': 2})
-    record = json.loads(run(spec).read_text())
+def test_glss_end_to_end_smoke_with_ls_trace(tmp_path, smoke_run):
+    record, _ = smoke_run('glss', target='snv', overrides={'method.latent_search.record_every': 2})
     assert record['latent_search']['seconds_per_image'] > 0
     assert sorted(record['metrics']['trace']) == ['ls_0000', 'ls_0002', 'ls_0004', 'ls_0005']
     # the source network is cached and shared with source_only

@@ -1,29 +1,18 @@
-import json
-
 import pytest
 
-from udabench.runner import RunSpec, compose_config, parse_overrides, run
+from udabench.runner import compose_config, parse_overrides
 
 
-def _spec(tmp_path, **kw):
-    base = dict(method='source_only', target='hand', net='unet', profile='smoke', seed=0,
-                data_root=str(tmp_path / 'no-real-data'), results_dir=str(tmp_path / 'runs'),
-                work_dir=str(tmp_path / 'work'), synthetic_cache=str(tmp_path / 'synth'), progress=False)
-    base.update(kw)
-    return RunSpec(**base)
-
-
-def test_source_only_and_oracle_end_to_end_then_tables(tmp_path, capsys):
-    out = run(_spec(tmp_path))
-    record = json.loads(out.read_text())
+def test_source_only_and_oracle_end_to_end_then_tables(tmp_path, smoke_run):
+    record, out = smoke_run('source_only', net='unet')
     assert record['data_source'] == 'synthetic' and record['data']['target']['name'] == 'synth_hand'
     for key in ('config', 'seed', 'git_commit', 'wall_time_s', 'packages', 'metrics'):
         assert key in record
     assert 0.0 <= record['metrics']['target_all']['iou'] <= 1.0
     assert 'synthetic' in str(out)
     mtime = out.stat().st_mtime
-    assert run(_spec(tmp_path)) == out and out.stat().st_mtime == mtime    # exists -> skipped
-    oracle = json.loads(run(_spec(tmp_path, method='oracle')).read_text())
+    assert smoke_run('source_only', net='unet')[1] == out and out.stat().st_mtime == mtime   # exists -> skipped
+    oracle, _ = smoke_run('oracle', net='unet')
     assert set(oracle['metrics']) == {'target_test'}          # trained on target: held-out split only
 
     from tools_make_tables import main as make_tables
@@ -33,9 +22,9 @@ def test_source_only_and_oracle_end_to_end_then_tables(tmp_path, capsys):
     assert 'UNet' in (tmp_path / 'tables' / 'smoke_synthetic' / 'table1.md').read_text()
 
 
-def test_unknown_names_list_what_is_registered(tmp_path):
+def test_unknown_names_list_what_is_registered(smoke_run):
     with pytest.raises(KeyError, match='source_only'):
-        run(_spec(tmp_path, method='nope'))
+        smoke_run('nope')
     with pytest.raises(KeyError, match='deeplabv3plus'):
         compose_config('source_only', 'resnet9000', 'smoke')
     with pytest.raises(KeyError, match='cpu'):

@@ -1,11 +1,8 @@
-import json
-
 import numpy as np
 import torch
 
 from udabench.methods.bdl import masked_bce, pseudo_labels
 from udabench.methods.translation import PatchDiscriminator, ResnetGenerator, lsgan_loss
-from udabench.runner import RunSpec, run
 
 
 def test_generator_and_discriminator_shapes():
@@ -42,11 +39,8 @@ def test_bdl_pseudo_labels_use_median_confidence_per_class_capped():
     assert masked_bce(logits, torch.tensor([-1.0, -1.0])) == 0
 
 
-def test_bdl_end_to_end_smoke(tmp_path):
-    spec = RunSpec(method='bdl', target='hand', net='deeplabv3plus', profile='smoke', data_root=str(tmp_path / 'none'),
-                   results_dir=str(tmp_path / 'runs'), work_dir=str(tmp_path / 'work'),
-                   synthetic_cache=str(tmp_path / 'synth'), progress=False)
-    record = json.loads(run(spec).read_text())
+def test_bdl_end_to_end_smoke(tmp_path, smoke_run):
+    record, _ = smoke_run('bdl')
     assert 0 <= record['metrics']['target_all']['iou'] <= 1
     stages = sorted(p.name for p in (tmp_path / 'work' / 'smoke' / 'synthetic' / 'bdl' / 'hand_deeplabv3plus_seed0').iterdir())
     assert stages == ['adaptation_0.pth', 'adaptation_1.pth', 'translation_0.pth', 'translation_1.pth']
@@ -60,11 +54,8 @@ def test_dise_parts_shapes():
     assert image.shape == (2, 1, 32, 32) and image.abs().max() <= 1
 
 
-def test_dise_end_to_end_smoke(tmp_path):
-    spec = RunSpec(method='dise', target='snv', net='unet', profile='smoke', data_root=str(tmp_path / 'none'),
-                   results_dir=str(tmp_path / 'runs'), work_dir=str(tmp_path / 'work'),
-                   synthetic_cache=str(tmp_path / 'synth'), progress=False)
-    record = json.loads(run(spec).read_text())
+def test_dise_end_to_end_smoke(tmp_path, smoke_run):
+    record, _ = smoke_run('dise', target='snv', net='unet')
     assert 0 <= record['metrics']['target_all']['iou'] <= 1
     ckpt = torch.load(tmp_path / 'work' / 'smoke' / 'synthetic' / 'dise' / 'snv_unet_seed0' / 'adaptation.pth', weights_only=False)
     assert {'translation', 'image_disc'} <= set(ckpt['state'])

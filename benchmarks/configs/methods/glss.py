@@ -13,5 +13,5 @@ method = dict(
 method_profiles = dict(
     smoke=dict(method=dict(vae=dict(width=16, stem=8, hidden=64), vae_train=dict(epochs=2, batch_size=16),
                            latent_search=dict(iterations=5))),
-    cpu=dict(method=dict(vae=dict(width=32, stem=16, hidden=256), vae_train=dict(epochs=20, optimizer=dict(lr=1e-3)))),
+    cpu=dict(method=dict(vae=dict(width=32, stem=16, hidden=256), vae_train=dict(epochs=50, optimizer=dict(lr=1e-3)))),
 )
