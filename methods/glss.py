@@ -51,6 +51,7 @@ class GLSS(UDAMethod):
         self.uses_target_images = target_fraction > 0
         self.predict_batch_size = predict_batch_size
         self.ls_seconds: list[float] = []
+        self.progress = False
 
     # ----------------------------------------------------------------------------- training
     def vae_objectives(self, x: torch.Tensor) -> dict:
@@ -74,6 +75,7 @@ class GLSS(UDAMethod):
                     encoder_objective=decoder_objective + cfg['kl_weight'] * kl)
 
     def fit(self, ctx: FitContext) -> None:
+        self.progress = ctx.progress
         self.net = source_network(ctx)
         for p in self.net.parameters():
             p.requires_grad_(False)
@@ -122,7 +124,8 @@ class GLSS(UDAMethod):
         with torch.enable_grad():
             result = latent_search(self.vae, images, iterations=cfg['iterations'], loss=cfg['loss'], lr=cfg['lr'],
                                    betas=tuple(cfg['betas']), eps=cfg.get('eps', 1e-8), init=cfg.get('init', 'prior'),
-                                   restarts=cfg.get('restarts', 1), record_every=record_every, generator=generator)
+                                   restarts=cfg.get('restarts', 1), record_every=record_every, generator=generator,
+                                   progress=self.progress)
         self.ls_seconds.append((time.time() - started) / len(images))
         return result.clones, result.snapshots
 

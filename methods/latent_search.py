@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from pytorch_msssim import ssim
+from tqdm import tqdm
 
 from .vae import EdgeSkipVAE, sobel_edges
 
@@ -38,7 +39,7 @@ class SearchResult:
 def latent_search(vae: EdgeSkipVAE, targets: torch.Tensor, iterations: int = 100, loss: str = 'ssim',
                   lr: float = 0.1, betas=(0.9, 0.99), eps: float = 1e-8, init: str = 'prior',
                   restarts: int = 1, record_every: int | None = None,
-                  generator: torch.Generator | None = None) -> SearchResult:
+                  generator: torch.Generator | None = None, progress: bool = False) -> SearchResult:
     """Search the nearest clone of every image in ``targets`` (N, C, H, W) in [-1, 1]."""
     if init not in ('prior', 'encoder'):
         raise KeyError(f'unknown latent-search init {init!r}; expected prior or encoder')
@@ -55,7 +56,7 @@ def latent_search(vae: EdgeSkipVAE, targets: torch.Tensor, iterations: int = 100
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr, betas=betas, eps=eps)
     snapshots = {}
-    for it in range(iterations):
+    for it in tqdm(range(iterations), desc=f'latent search ({n} images)', disable=not progress, leave=False):
         if record_every and it % record_every == 0:
             snapshots[it] = _best(vae, z, reps, edges, loss, n, restarts).clones
         losses = per_image_loss(loss, reps, vae.decode(z, edges))
