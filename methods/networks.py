@@ -116,15 +116,36 @@ NETWORKS = ('deeplabv3plus', 'unet', 'fpn', 'linknet', 'pspnet')
 PERCEPTUAL_LAYER = {'deeplabv3plus': 'decode_head.sep_bottleneck', 'unet': 'backbone.decoder.3'}
 
 
+def load_backbone_weights(backbone: nn.Module, path: str) -> None:
+    """Load backbone weights (e.g. ImageNet) from a torch checkpoint: a plain state dict, or one under
+    ``state_dict``; a ``backbone.`` prefix is stripped. Nothing matching is an error naming the file."""
+    from pathlib import Path
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'--pretrained: no checkpoint file {path}')
+    state = torch.load(path, map_location='cpu', weights_only=False)
+    state = state.get('state_dict', state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f'--pretrained: {path} holds no state dict')
+    state = {k.removeprefix('backbone.'): v for k, v in state.items()}
+    own = backbone.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f'--pretrained: no tensor of {path} matches the backbone ({len(own)} tensors expected, '
+                         f'e.g. {next(iter(own))})')
+    backbone.load_state_dict(usable, strict=False)
+
+
 class SegmentationNet(nn.Module):
     """An mmseg segmentor returning logits at input resolution: (N, 1, H, W) binary, else (N, C, H, W)."""
 
-    def __init__(self, name: str, **kwargs):
+    def __init__(self, name: str, pretrained: str | None = None, **kwargs):
         super().__init__()
         import mmseg.models  # noqa: F401  (registers mmseg's modules)
         self.name = name
         with DefaultScope.overwrite_default_scope('mmseg'):   # mmcv bricks look up mmseg's layers
             self.model = MODELS.build(segmentor_config(name, **kwargs))
+        if pretrained:
+            load_backbone_weights(self.model.backbone, pretrained)
 
     def forward(self, images: torch.Tensor, with_aux: bool = False):
         feats = self.model.extract_feat(images)

@@ -27,3 +27,17 @@ def test_perceptual_layers(name, channels):
     net = SegmentationNet(name, width=8).eval()
     feats = net.perceptual_features(torch.randn(1, 1, 32, 32))
     assert feats.shape[1] == channels
+
+
+def test_pretrained_backbone_weights_load_and_bad_files_fail(tmp_path):
+    source = SegmentationNet('deeplabv3plus', width=8)
+    path = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.model.backbone.state_dict().items()}}, path)
+    loaded = SegmentationNet('deeplabv3plus', width=8, pretrained=str(path))
+    for (k, a), b in zip(source.model.backbone.state_dict().items(), loaded.model.backbone.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(FileNotFoundError, match='no checkpoint file'):
+        SegmentationNet('unet', width=8, pretrained=str(tmp_path / 'missing.pth'))
+    torch.save({'unrelated': torch.zeros(3)}, tmp_path / 'other.pth')
+    with pytest.raises(ValueError, match='matches the backbone'):
+        SegmentationNet('unet', width=8, pretrained=str(tmp_path / 'other.pth'))

@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     parser.add_argument('--profile', default='cpu', help='smoke | cpu | paper (default: cpu)')
     parser.add_argument('--seed', type=int, nargs='+', default=[0], help='one or more seeds')
     parser.add_argument('--data-root', default='data/real', help='folder holding compaq/, snv/, hand/')
+    parser.add_argument('--pretrained', metavar='PATH', help='backbone weights to start from (default: random init)')
     parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='config overrides')
     parser.add_argument('--grid', action='store_true', help="run every point of the method's grid")
     parser.add_argument('--tag', default='', help='suffix of the result file name (default: none)')
@@ -42,6 +43,8 @@ def main(argv=None) -> int:
         parser.error('--method and --target are required (see --list)')
     try:
         overrides = parse_overrides(args.set)
+        if args.pretrained:
+            overrides['net.pretrained'] = args.pretrained
         points = [{}]
         if args.grid:
             points = grid_points(compose_config(args.method, args.net, args.profile, overrides))
