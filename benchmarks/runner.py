@@ -139,8 +139,23 @@ def result_path(spec: RunSpec, data_source: str) -> Path:
     return Path(spec.results_dir) / spec.profile / folder / study / spec.method / f'{name}.json'
 
 
-def run(spec: RunSpec, force: bool = False) -> Path:
-    """Run ``spec`` unless its result file exists (``force`` re-runs); return the result path."""
+@dataclass
+class Prepared:
+    """A composed run: its config, unfitted method, fit context, data and result path."""
+    cfg: Config
+    method: object
+    ctx: object
+    source: object
+    target: object
+    test_idx: np.ndarray
+    out: Path
+    data_source: str
+    device: str
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Compose the config, load the data and build the method and its fit context (no training)."""
+    from udabench.methods.base import FitContext
     cfg = compose_config(spec.method, spec.net, spec.profile, spec.overrides)
     profile = cfg.profile
     device = ('cuda' if torch.cuda.is_available() else 'cpu') if spec.device == 'auto' else spec.device
@@ -148,13 +163,9 @@ def run(spec: RunSpec, force: bool = False) -> Path:
     target = load_domain(spec.target, profile, spec)
     data_source = data_source_label(source, target)
     out = result_path(spec, data_source)
-    if out.exists() and not force:
-        logger.info('skipping %s: result exists (use --force to re-run)', out)
-        return out
     work = Path(spec.work_dir) / out.relative_to(spec.results_dir).with_suffix('')
     train_idx, test_idx = target.split_indices(0.8, seed=0)
     method = build(METHODS, cfg.method)
-    from udabench.methods.base import FitContext
     ctx = FitContext(
         source=source, stages=StageRunner(work, profile['checkpoint_every'], spec.progress),
         cache_dir=Path(spec.work_dir) / 'cache', seed=spec.seed, device=device,
@@ -162,6 +173,18 @@ def run(spec: RunSpec, force: bool = False) -> Path:
         seg_recipe=dict(cfg.seg_recipe, batch_size=profile['seg_batch_size'], epochs=profile['seg_epochs']),
         target_images=target.normalised_images() if method.uses_target_images else None,
         target_labelled=target.subset(train_idx) if method.needs_target_labels else None, progress=spec.progress)
+    return Prepared(cfg, method, ctx, source, target, test_idx, out, data_source, device)
+
+
+def run(spec: RunSpec, force: bool = False) -> Path:
+    """Run ``spec`` unless its result file exists (``force`` re-runs); return the result path."""
+    prepared = prepare(spec)
+    cfg, method, ctx, source, target, test_idx, out, data_source, device = (
+        prepared.cfg, prepared.method, prepared.ctx, prepared.source, prepared.target, prepared.test_idx,
+        prepared.out, prepared.data_source, prepared.device)
+    if out.exists() and not force:
+        logger.info('skipping %s: result exists (use --force to re-run)', out)
+        return out
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
     started = time.time()
