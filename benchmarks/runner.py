@@ -178,44 +178,44 @@ def prepare(spec: RunSpec) -> Prepared:
 
 def run(spec: RunSpec, force: bool = False) -> Path:
     """Run ``spec`` unless its result file exists (``force`` re-runs); return the result path."""
-    prepared = prepare(spec)
-    cfg, method, ctx, source, target, test_idx, out, data_source, device = (
-        prepared.cfg, prepared.method, prepared.ctx, prepared.source, prepared.target, prepared.test_idx,
-        prepared.out, prepared.data_source, prepared.device)
-    if out.exists() and not force:
-        logger.info('skipping %s: result exists (use --force to re-run)', out)
-        return out
+    p = prepare(spec)
+    if p.out.exists() and not force:
+        logger.info('skipping %s: result exists (use --force to re-run)', p.out)
+        return p.out
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
     started = time.time()
-    method.to(device)
-    method.fit(ctx)
+    p.method.to(p.device)
+    p.method.fit(p.ctx)
     fit_seconds = time.time() - started
     # The oracle trained on the target's 80 %: it is scored on the held-out 20 % only. The others
     # are scored on the whole target (seed 002 §5.3) and, for comparison with it, on that 20 %.
-    scored = target.subset(test_idx) if method.needs_target_labels else target
-    preds = predict_all(method, scored, device)
-    metrics = {'target_test': score(preds['final'][test_idx], target.masks[test_idx])
-               if not method.needs_target_labels else score(preds['final'], scored.masks)}
-    if not method.needs_target_labels:
-        metrics['target_all'] = score(preds['final'], target.masks)
-    trace = {step: score(p, scored.masks) for step, p in preds.items() if step != 'final'}
+    oracle = p.method.needs_target_labels
+    scored = p.target.subset(p.test_idx) if oracle else p.target
+    preds = predict_all(p.method, scored, p.device)
+    if oracle:
+        metrics = {'target_test': score(preds['final'], scored.masks)}
+    else:
+        metrics = {'target_test': score(preds['final'][p.test_idx], p.target.masks[p.test_idx]),
+                   'target_all': score(preds['final'], p.target.masks)}
+    trace = {step: score(probs, scored.masks) for step, probs in preds.items() if step != 'final'}
     if trace:
         metrics['trace'] = trace
-    extra = method.extra_results() if hasattr(method, 'extra_results') else {}
+    extra = p.method.extra_results() if hasattr(p.method, 'extra_results') else {}
+    source, target = p.source, p.target
     record = dict(
         method=spec.method, target=spec.target, net=spec.net, profile=spec.profile, seed=spec.seed,
-        tag=spec.tag, study=spec.study, overrides=spec.overrides, config=cfg.to_dict(), metrics=metrics, **extra,
-        data_source=data_source,
+        tag=spec.tag, study=spec.study, overrides=spec.overrides, config=p.cfg.to_dict(), metrics=metrics, **extra,
+        data_source=p.data_source,
         data=dict(source=dict(name=source.name, kind=source.data_source, images=len(source), detail=source.description),
                   target=dict(name=target.name, kind=target.data_source, images=len(target),
-                              test_images=len(test_idx), detail=target.description)),
-        wall_time_s=dict(fit=fit_seconds, total=time.time() - started), device=device,
+                              test_images=len(p.test_idx), detail=target.description)),
+        wall_time_s=dict(fit=fit_seconds, total=time.time() - started), device=p.device,
         git_commit=git_commit(), packages=package_versions(),
         finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
-    write_json_atomic(out, record)
-    logger.info('wrote %s: %s', out, {k: round(v['iou'], 4) for k, v in metrics.items() if 'iou' in v})
-    return out
+    write_json_atomic(p.out, record)
+    logger.info('wrote %s: %s', p.out, {k: round(v['iou'], 4) for k, v in metrics.items() if 'iou' in v})
+    return p.out
 
 
 def describe_registries() -> str:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every `cpu`-profile run behind the README's tables, in one command (synthetic twins unless the
+# real sets are under data/real/). Finished runs are skipped, interrupted ones resume.
+#   bash tools/reproduce_cpu.sh [--quick]   (--quick: Tables 1-2 only, no studies)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R="python3 tools/run_benchmark.py --profile cpu --no-progress"
+for net in unet deeplabv3plus fpn linknet pspnet; do for t in hand snv; do $R --method oracle --target $t --net $net; done; done
+for net in deeplabv3plus unet; do
+  for t in hand snv; do
+    for m in source_only adaptsegnet advent clan dada glss bdl dise; do $R --method $m --target $t --net $net; done
+  done
+done
+if [ "${1:-}" != "--quick" ]; then
+  for t in hand snv; do
+    $R --method glss_ls_study --grid --study ls_iterations --target $t
+    $R --method glss_ablation --grid --study ablation --target $t
+    for f in 0.6 0.4 0.2; do
+      for m in adaptsegnet bdl clan advent dada glss; do
+        $R --method $m --target $t --study fraction --set method.target_fraction=$f --tag f$f
+      done
+    done
+  done
+  for net in deeplabv3plus unet; do for t in hand snv; do
+    for m in adaptsegnet bdl dise dada; do $R --method $m --grid --target $t --net $net; done
+  done; done
+fi
+python3 tools/make_tables.py
