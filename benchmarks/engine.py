@@ -68,10 +68,6 @@ class StageRunner:
     def checkpoint(self, stage: str) -> Path:
         return self.work_dir / f'{stage}.pth'
 
-    def is_done(self, stage: str, num_iters: int) -> bool:
-        path = self.checkpoint(stage)
-        return path.exists() and torch.load(path, map_location='cpu', weights_only=False)['iteration'] >= num_iters
-
     def run(self, stage: str, step, num_iters: int, state: dict) -> list[dict]:
         """Call ``step(it) -> dict of floats`` for it in [resume point, num_iters); return the logs.
 
