@@ -29,5 +29,9 @@ def lookup(registry: Registry, name: str):
 def build(registry: Registry, cfg: dict, **kwargs):
     """Instantiate ``cfg['type']`` from ``registry`` with the other keys of ``cfg`` and ``kwargs``."""
     cfg = dict(cfg)
-    cls = lookup(registry, cfg.pop('type'))
-    return cls(**cfg, **kwargs)
+    name = cfg.pop('type')
+    cls = lookup(registry, name)
+    try:
+        return cls(**cfg, **kwargs)
+    except TypeError as err:   # e.g. a misspelt key given with --set method.<key>=...
+        raise ValueError(f'{registry.name} {name!r} rejects its config {sorted(cfg)}: {err}') from err

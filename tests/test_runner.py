@@ -35,3 +35,8 @@ def test_overrides_parse_literals():
     assert parse_overrides(['a.b=1e-3', 'c=foo', 'd=[1, 2]']) == {'a.b': 1e-3, 'c': 'foo', 'd': [1, 2]}
     with pytest.raises(ValueError, match='key=value'):
         parse_overrides(['oops'])
+
+
+def test_a_misspelt_method_key_is_named(smoke_run):
+    with pytest.raises(ValueError, match="'advent' rejects its config.*lamda_adv"):
+        smoke_run('advent', overrides={'method.lamda_adv': 1.0})
