@@ -11,6 +11,8 @@ momentum 0.9, weight decay 5e-4; discriminators Adam lr 1e-4, betas (0.9, 0.99);
 Deviation: the segmentation network starts from the suite's Source Only network (the originals
 start from ImageNet weights, which cannot be had here; with random init SGD at 2.5e-4 learns
 nothing in a CPU budget). ``warm_start=False`` starts from random weights instead.
+BatchNorm is frozen (running statistics and affine parameters), as in every original: their
+DeepLab-v2 ResNet-101 trains with frozen BatchNorm. ``freeze_bn=False`` lets it adapt.
 """
 from __future__ import annotations
 
@@ -35,12 +37,14 @@ class TargetAdaptation(UDAMethod):
 
     def __init__(self, iterations: int = 1000, batch_size: int = 8,
                  optimizer: dict | None = None, disc_optimizer: dict | None = None, poly_power: float = 0.9,
-                 warm_start: bool = True, target_fraction: float = 1.0, disc_width: int = 64):
+                 warm_start: bool = True, target_fraction: float = 1.0, disc_width: int = 64,
+                 freeze_bn: bool = True):
         super().__init__()
         self.iterations, self.batch_size, self.poly_power = iterations, batch_size, poly_power
         self.optimizer = optimizer or dict(type='SGD', lr=2.5e-4, momentum=0.9, weight_decay=5e-4)
         self.disc_optimizer = disc_optimizer or dict(type='Adam', lr=1e-4, betas=(0.9, 0.99))
         self.warm_start, self.target_fraction, self.disc_width = warm_start, target_fraction, disc_width
+        self.freeze_bn = freeze_bn
         self.aux_head = False
         self.extra_optimizers: dict = {}
 
@@ -131,6 +135,15 @@ class TargetAdaptation(UDAMethod):
                        {'method': self, 'seg_opt': seg_opt, **({'disc_opt': disc_opt} if disc_opt else {}),
                         **self.extra_optimizers})
         self.eval()
+
+    def train(self, mode: bool = True):
+        """Train mode, with the segmentation network's BatchNorm layers kept frozen (``freeze_bn``)."""
+        super().train(mode)
+        if mode and self.freeze_bn and hasattr(self, 'net'):
+            for module in self.net.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval().requires_grad_(False)
+        return self
 
     def prepare(self, ctx: FitContext) -> None:
         """Build method-specific modules before the optimisers are made (CLAN's second classifier).
