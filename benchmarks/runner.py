@@ -210,7 +210,7 @@ def run(spec: RunSpec, force: bool = False) -> Path:
         data=dict(source=dict(name=source.name, kind=source.data_source, images=len(source), detail=source.description),
                   target=dict(name=target.name, kind=target.data_source, images=len(target),
                               test_images=len(p.test_idx), detail=target.description)),
-        wall_time_s=dict(fit=fit_seconds, total=time.time() - started), device=p.device,
+        wall_time_s=dict(fit=fit_seconds, total=time.time() - started), device=p.device, threads=torch.get_num_threads(),
         git_commit=git_commit(), packages=package_versions(),
         finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
     write_json_atomic(p.out, record)

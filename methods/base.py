@@ -85,9 +85,9 @@ def source_network(ctx: FitContext) -> SegmentationNet:
     Source Only, GLSS (S_psi and P_psi) and the warm start of the UDA baselines share it, so one
     training serves every method and every target.
     """
+    torch.manual_seed(ctx.seed)   # before building: the cached network must not depend on its caller
     net = SegmentationNet(**ctx.net).to(ctx.device)
     stages = cached_stages(ctx, f'source_{ctx.net["name"]}', ctx.net, ctx.seg_recipe)
-    torch.manual_seed(ctx.seed)
     train_segmentation(net, ctx.source, ctx.seg_recipe, stages, 'segmentation', ctx.seed, ctx.device)
     return net
 

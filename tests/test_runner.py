@@ -40,3 +40,23 @@ def test_overrides_parse_literals():
 def test_a_misspelt_method_key_is_named(smoke_run):
     with pytest.raises(ValueError, match="'advent' rejects its config.*lamda_adv"):
         smoke_run('advent', overrides={'method.lamda_adv': 1.0})
+
+
+def test_source_network_does_not_depend_on_the_caller_rng(tmp_path):
+    """The cached Source Only network is shared by every method: it must be the same whoever trains it."""
+    import dataclasses
+
+    import torch
+
+    from udabench.methods.base import source_network
+    from udabench.runner import RunSpec, prepare
+
+    spec = RunSpec(method='source_only', target='hand', profile='smoke', data_root=str(tmp_path / 'none'),
+                   work_dir=str(tmp_path / 'work'), synthetic_cache=str(tmp_path / 'synth'), progress=False)
+    weights = []
+    for caller_draws in (0, 1000):
+        ctx = prepare(spec).ctx
+        ctx = dataclasses.replace(ctx, cache_dir=tmp_path / f'cache{caller_draws}')
+        torch.rand(caller_draws)          # a method's own networks consume the global RNG first
+        weights.append(source_network(ctx).state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
