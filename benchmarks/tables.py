@@ -196,6 +196,25 @@ def fraction_table(records: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def seed_table(records: list[dict]) -> pd.DataFrame:
+    """Seed spread of one configuration trained with several seeds (``--study seeds``): target IoU
+    mean ± std and [min, max] over seeds, whole target set."""
+    study = [r for r in records if r.get('study') == 'seeds']
+    rows = {}
+    for method, net in sorted({(r['method'], r['net']) for r in study}):
+        row = {}
+        for target in sorted({_target_key(r) for r in study}):
+            vals = _values([r for r in study if (r['method'], r['net'], _target_key(r)) == (method, net, target)],
+                           'target_all', 'iou')
+            row[f'{TARGET_NAMES.get(target, target)} IoU'] = (
+                _cell(vals) + (f' [{min(vals):.3f}, {max(vals):.3f}]' if len(vals) > 1 else ''))
+        rows[(METHOD_NAMES.get(method, method), NET_NAMES.get(net, net))] = row
+    frame = pd.DataFrame.from_dict(rows, orient='index')
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=['method', 'net'])
+    return frame
+
+
 def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> dict:
     """Every table of one (profile, data source) group: name -> (frame, caption, notes)."""
     t2, notes = table2(records, criterion)
@@ -203,4 +222,5 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
             'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set ({where})', notes),
             'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU ({where})', []),
             'target_fraction': (fraction_table(records), 'Supplement Table 1: target IoU vs fraction of target data '
-                                f'used in training ({where})', [])}
+                                f'used in training ({where})', []),
+            'seed_spread': (seed_table(records), f'Seed spread: target IoU over seeds, same configuration ({where})', [])}
