@@ -18,6 +18,7 @@ Options for Table 4: ``vae.edge_skip``, ``perceptual`` (L_p on/off) and ``latent
 """
 from __future__ import annotations
 
+import hashlib
 import time
 
 import numpy as np
@@ -84,10 +85,13 @@ class GLSS(UDAMethod):
         size = ctx.source.images.shape[-1]
         torch.manual_seed(ctx.seed)
         self.vae = EdgeSkipVAE(image_size=size, **self.vae_cfg).to(ctx.device)
-        images = ctx.source.normalised_images()
+        images, target_key = ctx.source.normalised_images(), ()
         if self.target_fraction > 0:   # seed 000 §2.4: VAE trained on source + a fraction of target
             order = np.random.default_rng(ctx.seed).permutation(len(ctx.target_images))
-            images = np.concatenate([images, ctx.target_images[order[:int(self.target_fraction * len(order))]]])
+            target_part = ctx.target_images[order[:int(self.target_fraction * len(order))]]
+            images = np.concatenate([images, target_part])
+            # the cached VAE then depends on the target images too, not only on the source set
+            target_key = (hashlib.sha1(np.ascontiguousarray(target_part).tobytes()).hexdigest(),)
         train = self.vae_train
         enc_opt = build_optimizer(self.vae.encoder_parameters(), train['optimizer'])
         dec_opt = build_optimizer(self.vae.decoder_parameters(), train['optimizer'])
@@ -105,7 +109,7 @@ class GLSS(UDAMethod):
             return {k: v.item() for k, v in losses.items() if k in ('rec', 'perceptual', 'kl')}
 
         stages = cached_stages(ctx, f'glss_vae_{ctx.net["name"]}', ctx.net, ctx.seg_recipe, self.vae_cfg,
-                               self.vae_loss, train, self.beta, self.target_fraction)
+                               self.vae_loss, train, self.beta, self.target_fraction, *target_key)
         self.vae.train()
         stages.run('vae', step, num_iters, {'vae': self.vae, 'encoder_opt': enc_opt, 'decoder_opt': dec_opt})
         self.vae.eval()

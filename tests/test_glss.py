@@ -124,6 +124,14 @@ def test_glss_end_to_end_smoke_with_ls_trace(tmp_path, smoke_run):
     assert len(list((tmp_path / 'work' / 'cache').glob('source_deeplabv3plus/*'))) == 1
 
 
+def test_vae_on_a_target_fraction_is_cached_per_target(tmp_path, smoke_run):
+    for target in ('hand', 'snv'):
+        record, _ = smoke_run('glss', target=target, overrides={'method.target_fraction': 0.5})
+        assert record['metrics']['target_all']['iou'] >= 0
+    # source-only VAEs are shared by every target; a VAE that saw target images is not
+    assert len(list((tmp_path / 'work' / 'cache').glob('glss_vae_deeplabv3plus/*'))) == 2
+
+
 def test_official_code_config_differs_where_the_notes_say():
     cfg = compose_config('glss_official_code', 'deeplabv3plus', 'paper')
     ls = cfg.method.latent_search
