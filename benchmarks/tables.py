@@ -111,6 +111,8 @@ def render(frame: pd.DataFrame, caption: str, notes: list[str] = ()) -> tuple[st
     flat = frame.copy()
     if isinstance(flat.columns, pd.MultiIndex):
         flat.columns = [' '.join(c) for c in flat.columns]
+    if isinstance(flat.index, pd.MultiIndex):       # one column per level, not a tuple per row
+        flat = flat.reset_index()
     plain_index = isinstance(flat.index, pd.RangeIndex)
     md = (f'**{caption}**\n\n' + flat.to_markdown(index=not plain_index, disable_numparse=True) + '\n' + ''.join(f'\n- {n}' for n in notes) + '\n')
     tex = frame.to_latex(caption=caption, escape=True, multicolumn=True, multicolumn_format='c', index=not plain_index)
@@ -175,21 +177,27 @@ def plot_ls_curves(curves: pd.DataFrame, path, title: str) -> None:
 
 
 FRACTION_METHODS = ('adaptsegnet', 'bdl', 'clan', 'advent', 'dada', 'glss')
+FRACTION_REFERENCE = 'Table 2 run'
 
 
 def fraction_table(records: list[dict]) -> pd.DataFrame:
     """Seed 000 Table 1: target IoU when the method trains with 60 / 40 / 20 % of the target data
-    (GLSS: its VAE on source plus that fraction), whole target set, per target and network."""
+    (GLSS: its VAE on source plus that fraction), whole target set, per target and network.
+
+    Each block ends with a reference row from the Table 2 run of the same default configuration
+    (``FRACTION_REFERENCE``): the baselines with all of the target, GLSS with none of it.
+    """
     study = [r for r in records if r.get('study') == 'fraction']
+    main = [r for r in records if r.get('study', 'main') == 'main' and not r.get('tag')]
     rows = {}
     for target, net in sorted({(_target_key(r), r['net']) for r in study}):
-        for fraction in (0.6, 0.4, 0.2):
-            row = {}
-            for method in FRACTION_METHODS:
-                cell = [r for r in study if r['method'] == method and _target_key(r) == target and r['net'] == net
-                        and r['config']['method'].get('target_fraction') == fraction]
-                row[METHOD_NAMES[method]] = _cell(_values(cell, 'target_all', 'iou'))
-            rows[(TARGET_NAMES[target], NET_NAMES.get(net, net), f'{int(fraction * 100)} %')] = row
+        blocks = [(f'{int(f * 100)} %', [r for r in study if r['config']['method'].get('target_fraction') == f])
+                  for f in (0.6, 0.4, 0.2)] + [(FRACTION_REFERENCE, main)]
+        for label, pool in blocks:
+            rows[(TARGET_NAMES[target], NET_NAMES.get(net, net), label)] = {
+                METHOD_NAMES[m]: _cell(_values([r for r in pool if r['method'] == m and _target_key(r) == target
+                                                and r['net'] == net], 'target_all', 'iou'))
+                for m in FRACTION_METHODS}
     frame = pd.DataFrame.from_dict(rows, orient='index')
     if not frame.empty:
         frame.index = pd.MultiIndex.from_tuples(frame.index, names=['target', 'net', 'target data'])
@@ -222,5 +230,7 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
             'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set ({where})', notes),
             'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU ({where})', []),
             'target_fraction': (fraction_table(records), 'Supplement Table 1: target IoU vs fraction of target data '
-                                f'used in training ({where})', []),
+                                f'used in training ({where})',
+                                [f'{FRACTION_REFERENCE}: the untagged Table 2 run of the same default configuration, '
+                                 'with 100 % of the target for the baselines and 0 % for GLSS (VAE on the source only).']),
             'seed_spread': (seed_table(records), f'Seed spread: target IoU over seeds, same configuration ({where})', [])}

@@ -1,5 +1,5 @@
 """Table specs on hand-made result records: each value lands in its cell, missing ones stay missing."""
-from udabench.tables import MISSING, fraction_table, seed_table, table4
+from udabench.tables import FRACTION_REFERENCE, MISSING, fraction_table, render, seed_table, table4
 
 
 def record(method, target, iou, net='deeplabv3plus', seed=0, study='main', overrides=None, method_cfg=None):
@@ -24,6 +24,16 @@ def test_fraction_table_rows_per_fraction():
     row = frame.loc[('SNV', 'DeepLabv3+', '40 %')]
     assert row['DADA'] == '0.300' and row['GLSS'] == '0.500' and row['BDL'] == MISSING
     assert frame.loc[('SNV', 'DeepLabv3+', '60 %')]['DADA'] == MISSING
+
+
+def test_fraction_table_reference_row_is_the_untagged_table2_run():
+    grid_point = {**record('dada', 'snv', 0.9), 'tag': 'lambda_seg=0.5'}
+    frame = fraction_table([record('dada', 'snv', 0.3, study='fraction', method_cfg={'target_fraction': 0.4}),
+                            record('dada', 'snv', 0.35), grid_point, record('glss', 'hand', 0.6)])
+    assert frame.loc[('SNV', 'DeepLabv3+', FRACTION_REFERENCE)]['DADA'] == '0.350'
+    assert frame.loc[('SNV', 'DeepLabv3+', FRACTION_REFERENCE)]['GLSS'] == MISSING   # other target
+    md, _ = render(frame, 'caption')
+    assert '| SNV ' in md and "('SNV'" not in md        # index levels become columns, not tuples
 
 
 def test_seed_table_mean_std_and_range():
