@@ -90,9 +90,10 @@ def table2(records: list[dict], criterion: str = 'target_all') -> tuple[pd.DataF
                 cell = [r for r in records if r['method'] == method and r['net'] == net
                         and _target_key(r) == target and r.get('study', 'main') == 'main']
                 chosen, tag = select(cell, 'target_all', criterion)
-                if tag:
-                    notes.append(f'{METHOD_NAMES[method]}, {TARGET_NAMES[target]}, {NET_NAMES[net]}: '
-                                 f'grid point {tag} chosen by mean IoU on {criterion}')
+                points = len({r.get('tag', '') for r in cell})
+                if points > 1:
+                    notes.append(f'{METHOD_NAMES[method]}, {TARGET_NAMES[target]}, {NET_NAMES[net]}: best of '
+                                 f'{points} runs by mean IoU on {criterion}: {tag or "the default configuration"}')
                 for metric in ('iou', 'dice'):
                     row[(TARGET_NAMES[target], NET_NAMES[net], 'IoU' if metric == 'iou' else 'Dice')] = \
                         _cell(_values(chosen, 'target_all', metric))

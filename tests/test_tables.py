@@ -1,5 +1,5 @@
 """Table specs on hand-made result records: each value lands in its cell, missing ones stay missing."""
-from udabench.tables import FRACTION_REFERENCE, MISSING, fraction_table, render, seed_table, table4
+from udabench.tables import FRACTION_REFERENCE, MISSING, fraction_table, render, seed_table, table2, table4
 
 
 def record(method, target, iou, net='deeplabv3plus', seed=0, study='main', overrides=None, method_cfg=None):
@@ -41,3 +41,12 @@ def test_seed_table_mean_std_and_range():
                        + [record('source_only', 'hand', 0.9, study='main')])        # other studies are ignored
     cell = frame.loc[('Source Only', 'DeepLabv3+')]['Hand Gesture IoU']
     assert cell == f'0.400 ± {0.2:.3f} (n=3) [0.200, 0.600]'
+
+
+def test_table2_notes_which_run_of_a_grid_chose_the_cell():
+    point = {**record('adaptsegnet', 'snv', 0.5), 'tag': 'lambda_adv_target1=0.001'}
+    frame, notes = table2([record('adaptsegnet', 'snv', 0.4), point, record('adaptsegnet', 'hand', 0.3)])
+    assert frame.loc['AdaptSegNet', ('SNV', 'DeepLabv3+', 'IoU')] == '0.500'
+    assert notes == ['AdaptSegNet, SNV, DeepLabv3+: best of 2 runs by mean IoU on target_all: lambda_adv_target1=0.001']
+    _, notes = table2([record('adaptsegnet', 'snv', 0.6), point])
+    assert notes[0].endswith('the default configuration')
