@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from udabench.engine import batch_indices, build_optimizer, poly_lr
 
-from .base import FitContext, UDAMethod, source_network, to_tensor
+from .base import FitContext, UDAMethod, check_target_fraction, source_network, target_fraction_indices, to_tensor
 from .discriminator import SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce
 from .losses import segmentation_loss
 from .networks import SegmentationNet
@@ -43,7 +43,7 @@ class TargetAdaptation(UDAMethod):
         self.iterations, self.batch_size, self.poly_power = iterations, batch_size, poly_power
         self.optimizer = optimizer or dict(type='SGD', lr=2.5e-4, momentum=0.9, weight_decay=5e-4)
         self.disc_optimizer = disc_optimizer or dict(type='Adam', lr=1e-4, betas=(0.9, 0.99))
-        self.warm_start, self.target_fraction, self.disc_width = warm_start, target_fraction, disc_width
+        self.warm_start, self.target_fraction, self.disc_width = warm_start, check_target_fraction(target_fraction), disc_width
         self.freeze_bn = freeze_bn
         self.aux_head = False
         self.extra_optimizers: dict = {}
@@ -103,6 +103,14 @@ class TargetAdaptation(UDAMethod):
         self.discriminators.to(ctx.device)
         self.seg_loss = segmentation_loss(ctx.seg_recipe['loss'])
 
+    def target_training_indices(self, ctx: FitContext) -> np.ndarray:
+        """The target images every stage of this method trains on: all of them, or the seeded
+        ``target_fraction`` of them (seed 000 §2.4, Table 1)."""
+        count = len(ctx.target_images)
+        if self.target_fraction == 1.0:
+            return np.arange(count)
+        return np.sort(target_fraction_indices(count, self.target_fraction, ctx.seed))
+
     def adapt(self, ctx: FitContext, source_images: np.ndarray, stage: str,
               target_labels: np.ndarray | None = None) -> None:
         """One checkpointed adaptation stage on ``source_images`` (BDL passes translated ones) and
@@ -115,11 +123,8 @@ class TargetAdaptation(UDAMethod):
         target = {'xt': ctx.target_images}
         if target_labels is not None:
             target['yt'] = target_labels[:, None].astype(np.float32)
-        if self.target_fraction < 1.0:   # seed 000 §2.4: trained with a fraction of the target
-            order = np.random.default_rng(ctx.seed).permutation(len(ctx.target_images))
-            keep = np.sort(order[:max(1, int(self.target_fraction * len(order)))])
-            target = {k: v[keep] for k, v in target.items()}
-        arrays.update(target)
+        keep = self.target_training_indices(ctx)
+        arrays.update({k: v[keep] for k, v in target.items()})
 
         def step(it):
             poly_lr(seg_opt, [self.optimizer['lr']] * len(seg_opt.param_groups), it, self.iterations, self.poly_power)

@@ -79,6 +79,21 @@ def cached_stages(ctx: FitContext, kind: str, *parts) -> StageRunner:
     return StageRunner(Path(ctx.cache_dir) / kind / key, ctx.stages.checkpoint_every, ctx.progress)
 
 
+def check_target_fraction(fraction: float, allow_zero: bool = False) -> float:
+    """``method.target_fraction`` as given, or a ValueError naming the option and its range."""
+    low_ok = fraction >= 0 if allow_zero else fraction > 0
+    if not (isinstance(fraction, (int, float)) and low_ok and fraction <= 1):
+        raise ValueError(f'method.target_fraction must be in {"[0" if allow_zero else "(0"}, 1], got {fraction!r}')
+    return fraction
+
+
+def target_fraction_indices(count: int, fraction: float, seed: int) -> np.ndarray:
+    """Indices of the seeded ``fraction`` of ``count`` target images used for training in the
+    target-fraction study (seed 000 §2.4, Table 1), in permutation order; at least one image."""
+    order = np.random.default_rng(seed).permutation(count)
+    return order[:max(1, int(fraction * count))]
+
+
 def source_network(ctx: FitContext) -> SegmentationNet:
     """The Source Only network for ``ctx`` (net, recipe, source set, seed), trained once and cached.
 

@@ -97,7 +97,7 @@ class BDL(TargetAdaptation):
         g_opt = build_optimizer(gens.parameters(), cfg['optimizer'])
         d_opt = build_optimizer(discs.parameters(), cfg['optimizer'])
         seg = copy.deepcopy(self.net).eval().requires_grad_(False)
-        target = ctx.target_images
+        target = ctx.target_images[self.target_training_indices(ctx)]   # the fraction study's subset too
 
         def seg_map(x):
             return F.instance_norm(seg(x))

@@ -27,7 +27,8 @@ import torch
 from udabench.engine import batch_indices, build_optimizer, iterations_for
 from udabench.registry import METHODS
 
-from .base import FitContext, UDAMethod, cached_stages, source_network, to_tensor
+from .base import (FitContext, UDAMethod, cached_stages, check_target_fraction, source_network,
+                   target_fraction_indices, to_tensor)
 from .latent_search import latent_search
 from .vae import EdgeSkipVAE, sobel_edges
 
@@ -47,7 +48,7 @@ class GLSS(UDAMethod):
         self.vae_cfg, self.vae_train, self.ls_cfg = dict(vae), dict(vae_train), dict(latent_search)
         self.beta_by_net, self.perceptual = dict(beta), perceptual
         self.vae_loss = {**dict(reduction='sum', rec_terms=('mse',), rec_weight=1.0, kl_weight=1.0), **(vae_loss or {})}
-        self.target_fraction = target_fraction
+        self.target_fraction = check_target_fraction(target_fraction, allow_zero=True)
         # Target-independent unless the target-fraction study feeds target images to the VAE.
         self.uses_target_images = target_fraction > 0
         self.predict_batch_size = predict_batch_size
@@ -87,8 +88,8 @@ class GLSS(UDAMethod):
         self.vae = EdgeSkipVAE(image_size=size, **self.vae_cfg).to(ctx.device)
         images, target_key = ctx.source.normalised_images(), ()
         if self.target_fraction > 0:   # seed 000 §2.4: VAE trained on source + a fraction of target
-            order = np.random.default_rng(ctx.seed).permutation(len(ctx.target_images))
-            target_part = ctx.target_images[order[:int(self.target_fraction * len(order))]]
+            target_part = ctx.target_images[target_fraction_indices(len(ctx.target_images), self.target_fraction,
+                                                                    ctx.seed)]
             images = np.concatenate([images, target_part])
             # the cached VAE then depends on the target images too, not only on the source set
             target_key = (hashlib.sha1(np.ascontiguousarray(target_part).tobytes()).hexdigest(),)

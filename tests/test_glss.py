@@ -132,6 +132,12 @@ def test_vae_on_a_target_fraction_is_cached_per_target(tmp_path, smoke_run):
     assert len(list((tmp_path / 'work' / 'cache').glob('glss_vae_deeplabv3plus/*'))) == 2
 
 
+@pytest.mark.parametrize('method, bad', [('glss', -0.2), ('glss', 1.5), ('dada', 0.0), ('adaptsegnet', 2)])
+def test_bad_target_fraction_names_the_option(smoke_run, method, bad):
+    with pytest.raises(ValueError, match='method.target_fraction must be in'):
+        smoke_run(method, target='snv', overrides={'method.target_fraction': bad})
+
+
 def test_official_code_config_differs_where_the_notes_say():
     cfg = compose_config('glss_official_code', 'deeplabv3plus', 'paper')
     ls = cfg.method.latent_search

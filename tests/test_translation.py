@@ -46,6 +46,20 @@ def test_bdl_end_to_end_smoke(tmp_path, smoke_run):
     assert stages == ['adaptation_0.pth', 'adaptation_1.pth', 'translation_0.pth', 'translation_1.pth']
 
 
+def test_bdl_translation_trains_on_the_target_fraction_only(smoke_run, monkeypatch):
+    import udabench.methods.bdl as bdl
+    seen = []
+
+    def recording(count, batch, it, seed):
+        seen.append(count)
+        return real(count, batch, it, seed)
+    real = bdl.batch_indices
+    monkeypatch.setattr(bdl, 'batch_indices', recording)
+    record, _ = smoke_run('bdl', target='snv', overrides={'method.target_fraction': 0.5})
+    source, target = record['data']['source']['images'], record['data']['target']['images']
+    assert set(seen) == {source, target // 2}     # the CycleGAN sees half of the target, not all of it
+
+
 def test_dise_parts_shapes():
     from udabench.methods.dise import StructureTextureDecoder, TextureEncoder
     code = TextureEncoder(4)(torch.rand(2, 1, 32, 32))
