@@ -60,29 +60,39 @@ def atomic_torch_save(obj, path: Path) -> None:
 class StageRunner:
     """Runs named, checkpointed training stages inside one work directory."""
 
-    def __init__(self, work_dir: Path, checkpoint_every: int = 200, progress: bool = True):
+    def __init__(self, work_dir: Path, checkpoint_every: int = 200, progress: bool = True,
+                 history: dict | None = None, prefix: str = ''):
         self.work_dir = Path(work_dir)
         self.checkpoint_every = checkpoint_every
         self.progress = progress
+        #: stage name (with ``prefix``) -> every step's log, from iteration 0, also across resumes and
+        #: cache hits (the logs are checkpointed); runners made by ``child`` share it.
+        self.history = {} if history is None else history
+        self.prefix = prefix
+
+    def child(self, work_dir: Path, prefix: str) -> 'StageRunner':
+        """A runner in another folder (a cache) whose stage logs land in this runner's ``history``."""
+        return StageRunner(work_dir, self.checkpoint_every, self.progress, self.history, prefix)
 
     def checkpoint(self, stage: str) -> Path:
         return self.work_dir / f'{stage}.pth'
 
     def run(self, stage: str, step, num_iters: int, state: dict) -> list[dict]:
-        """Call ``step(it) -> dict of floats`` for it in [resume point, num_iters); return the logs.
+        """Call ``step(it) -> dict of floats`` for it in [resume point, num_iters); return every
+        iteration's log (those before the resume point come from the checkpoint).
 
         ``state`` maps names to modules/optimisers saved in the checkpoint.
         """
         path = self.checkpoint(stage)
-        start = 0
+        start, logs = 0, []
         if path.exists():
             saved = torch.load(path, map_location='cpu', weights_only=False)
             for name, obj in state.items():
                 obj.load_state_dict(saved['state'][name])
-            start = saved['iteration']
+            start, logs = saved['iteration'], list(saved.get('logs', []))
             if start < num_iters:
                 logger.info('resuming stage %s at iteration %d of %d', stage, start, num_iters)
-        logs = []
+        self.history[self.prefix + stage] = logs
         bar = tqdm(range(start, num_iters), initial=start, total=num_iters, desc=stage,
                    disable=not self.progress or start >= num_iters, leave=False, dynamic_ncols=True)
         for it in bar:
@@ -91,5 +101,6 @@ class StageRunner:
             if it % 10 == 0:
                 bar.set_postfix({k: f'{v:.4g}' for k, v in log.items()})
             if (it + 1) % self.checkpoint_every == 0 or it + 1 == num_iters:
-                atomic_torch_save({'iteration': it + 1, 'state': {k: v.state_dict() for k, v in state.items()}}, path)
+                atomic_torch_save({'iteration': it + 1, 'state': {k: v.state_dict() for k, v in state.items()},
+                                   'logs': logs}, path)
         return logs

@@ -1,7 +1,9 @@
 """Result files: one JSON per run, written atomically, with the provenance a reader needs."""
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import platform
 import subprocess
@@ -55,4 +57,41 @@ def load_results(root: Path) -> list[dict]:
             raise ValueError(f'result file {path} lacks the fields {sorted(missing)}')
         record['_path'] = str(path)
         out.append(record)
+    return out
+
+
+def training_log_path(result: Path) -> Path:
+    """The per-step training log written beside a result file (``<result>.log.csv``)."""
+    result = Path(result)
+    return result.with_name(result.stem + '.log.csv')
+
+
+def write_training_log(path: Path, history: dict) -> None:
+    """One CSV row per (stage, iteration) with every logged value; atomically."""
+    keys = sorted({k for logs in history.values() for log in logs for k in log})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    with tmp.open('w', newline='') as fh:
+        writer = csv.DictWriter(fh, ['stage', 'iteration', *keys])
+        writer.writeheader()
+        for stage, logs in history.items():
+            for it, log in enumerate(logs):
+                writer.writerow({'stage': stage, 'iteration': it, **log})
+    os.replace(tmp, path)
+
+
+def summarise_training_log(history: dict, window: float = 0.1) -> dict:
+    """Per stage: iterations, and each value's mean over the first and the last ``window`` of steps."""
+    out = {}
+    for stage, logs in history.items():
+        if not logs:
+            continue
+        n = max(1, int(round(window * len(logs))))
+        summary = {'iterations': len(logs)}
+        for key in sorted({k for log in logs for k in log}):
+            values = [log[key] for log in logs if key in log]
+            head, tail = values[:n], values[-n:]
+            summary[key] = {'first': math.fsum(head) / len(head), 'last': math.fsum(tail) / len(tail)}
+        out[stage] = summary
     return out

@@ -21,7 +21,8 @@ from udabench import datasets as data_registry
 from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, registered
 
 from .engine import StageRunner
-from .results import git_commit, package_versions, write_json_atomic
+from .results import (git_commit, package_versions, summarise_training_log, training_log_path, write_json_atomic,
+                      write_training_log)
 
 logger = logging.getLogger('udabench')
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
@@ -212,7 +213,9 @@ def run(spec: RunSpec, force: bool = False) -> Path:
                               test_images=len(p.test_idx), detail=target.description)),
         wall_time_s=dict(fit=fit_seconds, total=time.time() - started), device=p.device, threads=torch.get_num_threads(),
         git_commit=git_commit(), packages=package_versions(),
-        finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+        finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        training=dict(log=training_log_path(p.out).name, summary=summarise_training_log(p.ctx.stages.history)))
+    write_training_log(training_log_path(p.out), p.ctx.stages.history)
     write_json_atomic(p.out, record)
     logger.info('wrote %s: %s', p.out, {k: round(v['iou'], 4) for k, v in metrics.items() if 'iou' in v})
     return p.out

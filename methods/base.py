@@ -76,7 +76,7 @@ def cached_stages(ctx: FitContext, kind: str, *parts) -> StageRunner:
     """A StageRunner in a cache folder keyed by the source set, the seed and ``parts``, so that a
     model trained once (the source network, GLSS's VAE) serves every run that needs it."""
     key = _fingerprint(ctx.source.name, ctx.source.description, ctx.source.images.shape, ctx.seed, *parts)
-    return StageRunner(Path(ctx.cache_dir) / kind / key, ctx.stages.checkpoint_every, ctx.progress)
+    return ctx.stages.child(Path(ctx.cache_dir) / kind / key, prefix=f'{kind}/')
 
 
 def check_target_fraction(fraction: float, allow_zero: bool = False) -> float:

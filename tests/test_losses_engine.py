@@ -66,3 +66,15 @@ def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path):
         _fit(runner, stop_at=6)
     resumed = _fit(runner)
     assert torch.allclose(straight, resumed)
+
+
+def test_stage_logs_survive_a_resume_and_reach_the_shared_history(tmp_path):
+    straight = StageRunner(tmp_path / 'a', checkpoint_every=4, progress=False)
+    _fit(straight)
+    parent = StageRunner(tmp_path / 'b', checkpoint_every=4, progress=False)
+    runner = parent.child(tmp_path / 'cache', prefix='cached/')
+    with pytest.raises(KeyboardInterrupt):
+        _fit(runner, stop_at=6)
+    _fit(runner)
+    assert [log['loss'] for log in parent.history['cached/stage']] == [log['loss'] for log in straight.history['stage']]
+    assert len(parent.history['cached/stage']) == 12

@@ -10,6 +10,10 @@ def test_source_only_and_oracle_end_to_end_then_tables(tmp_path, smoke_run):
         assert key in record
     assert 0.0 <= record['metrics']['target_all']['iou'] <= 1.0
     assert 'synthetic' in str(out)
+    summary = record['training']['summary']['source_unet/segmentation']   # the cached network's curve
+    assert summary['iterations'] >= 1 and set(summary['loss']) == {'first', 'last'}
+    log = (out.parent / record['training']['log']).read_text().splitlines()
+    assert log[0].startswith('stage,iteration') and len(log) == 1 + summary['iterations']
     mtime = out.stat().st_mtime
     assert smoke_run('source_only', net='unet')[1] == out and out.stat().st_mtime == mtime   # exists -> skipped
     oracle, _ = smoke_run('oracle', net='unet')
