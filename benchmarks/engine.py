@@ -4,11 +4,29 @@ A *stage* (e.g. "segmentation", "vae", "adaptation") is a loop of ``step(iterati
 modules and optimisers are checkpointed atomically every ``checkpoint_every`` iterations; an
 interrupted stage resumes from its last checkpoint. Batches depend only on (seed, iteration), so a
 resumed stage sees the batches the uninterrupted one would have seen.
+
+Exactness: a fresh stage seeds torch, numpy and Python's ``random`` from (seed, stage name), and
+checkpoints carry those RNG states, so a stage killed anywhere and resumed ends bit-identical to an
+uninterrupted one (same thread count), and the RNG state after a finished stage is the same whether
+it trained now or was loaded (a cached network does not shift its caller's draws).
+Checkpoints hold only tensors and plain containers and are read with ``weights_only=True``.
+Failure: every step's logged values, and every module's tensors before each checkpoint, are checked
+for non-finite values; a diverged stage raises ``TrainingDiverged`` and writes no checkpoint.
+A work directory is keyed by everything that determines its stages (``fingerprint``,
+``code_version``); ``locked`` gives one process at a time a work directory.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import functools
+import hashlib
+import json
 import logging
+import math
 import os
+import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +75,116 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def fingerprint(*parts) -> str:
+    """A short, stable hash of JSON-able ``parts`` (dict keys sorted)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """Hash of every ``.py`` file (path and content) of the packages udabench runs: ``benchmarks/``
+    (configs included), ``methods/`` and ``datasets/``. Any code edit gives new stage keys."""
+    import udabench.datasets
+    import udabench.methods
+    digest = hashlib.sha256()
+    for package in (Path(__file__).resolve().parent, Path(udabench.methods.__file__).resolve().parent,
+                    Path(udabench.datasets.__file__).resolve().parent):
+        for path in sorted(package.rglob('*.py')):
+            digest.update(f'{package.name}/{path.relative_to(package).as_posix()}\0'.encode())
+            digest.update(path.read_bytes() + b'\0')
+    return digest.hexdigest()[:16]
+
+
+class TrainingDiverged(RuntimeError):
+    """A stage produced a non-finite loss or tensor: ``stage``, ``step`` and ``value`` say where."""
+
+    def __init__(self, stage: str, step: int, value: str):
+        self.stage, self.step, self.value = stage, step, value
+        super().__init__(f'training diverged in stage {stage!r} at step {step}: {value} is not finite')
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the lock of a run."""
+
+
+@contextmanager
+def locked(path: Path, wait: bool, what: str):
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if needed). ``wait=False`` raises
+    ``RunLocked`` when another process holds it; ``wait=True`` blocks until it is free."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if not wait:
+                raise RunLocked(f'{what} is being run by another process (lock {path} is held); '
+                                'wait for it to finish') from None
+            logger.info('waiting for another process to finish %s (lock %s)', what, path)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy's global RNG and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+def rng_state() -> dict:
+    """The global RNG states as tensors and plain containers (loadable with ``weights_only=True``)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {'torch': torch.get_rng_state(),
+             'numpy': {'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
+                       'has_gauss': int(has_gauss), 'gauss': float(gauss)},
+             'python': [version, list(internal), gauss_next]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['torch'])
+    npy = state['numpy']
+    np.random.set_state(('MT19937', npy['keys'].numpy().astype(np.uint32), npy['pos'], npy['has_gauss'], npy['gauss']))
+    version, internal, gauss_next = state['python']
+    random.setstate((version, tuple(internal), gauss_next))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint read with ``weights_only=True``; an unreadable one is an error naming it."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:   # truncated, corrupt or holding non-tensor objects
+        raise RuntimeError(f'checkpoint {path} cannot be read ({type(err).__name__}: {err}); '
+                           'delete it to recompute that stage') from err
+
+
+def first_non_finite(state: dict) -> str | None:
+    """``'<name>.<tensor>'`` of the first non-finite floating tensor of the modules in ``state``."""
+    for name, obj in state.items():
+        if isinstance(obj, torch.nn.Module):
+            for key, tensor in obj.state_dict().items():
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    return f'{name}.{key}'
+    return None
+
+
 class StageRunner:
     """Runs named, checkpointed training stages inside one work directory."""
 
     def __init__(self, work_dir: Path, checkpoint_every: int = 200, progress: bool = True,
-                 history: dict | None = None, prefix: str = ''):
+                 history: dict | None = None, prefix: str = '', seed: int = 0, keys: dict | None = None,
+                 shared: bool = False):
         self.work_dir = Path(work_dir)
         self.checkpoint_every = checkpoint_every
         self.progress = progress
@@ -69,10 +192,17 @@ class StageRunner:
         #: cache hits (the logs are checkpointed); runners made by ``child`` share it.
         self.history = {} if history is None else history
         self.prefix = prefix
+        self.seed = seed
+        #: stage name (with ``prefix``) -> key of the work directory it ran in (its folder name).
+        self.keys = {} if keys is None else keys
+        #: a cache shared by runs: each stage waits for the folder's lock (``<work_dir>.lock``).
+        self.shared = shared
 
     def child(self, work_dir: Path, prefix: str) -> 'StageRunner':
-        """A runner in another folder (a cache) whose stage logs land in this runner's ``history``."""
-        return StageRunner(work_dir, self.checkpoint_every, self.progress, self.history, prefix)
+        """A runner in a shared cache folder (named by its key) whose stage logs and keys land in this
+        runner's ``history`` and ``keys``."""
+        return StageRunner(work_dir, self.checkpoint_every, self.progress, self.history, prefix, self.seed,
+                           self.keys, shared=True)
 
     def checkpoint(self, stage: str) -> Path:
         return self.work_dir / f'{stage}.pth'
@@ -83,24 +213,42 @@ class StageRunner:
 
         ``state`` maps names to modules/optimisers saved in the checkpoint.
         """
+        if not self.shared:
+            return self._run(stage, step, num_iters, state)
+        with locked(self.work_dir.with_name(self.work_dir.name + '.lock'), wait=True,
+                    what=f'cached stage {self.prefix + stage} ({self.work_dir})'):
+            return self._run(stage, step, num_iters, state)
+
+    def _run(self, stage: str, step, num_iters: int, state: dict) -> list[dict]:
+        name = self.prefix + stage
         path = self.checkpoint(stage)
         start, logs = 0, []
         if path.exists():
-            saved = torch.load(path, map_location='cpu', weights_only=False)
-            for name, obj in state.items():
-                obj.load_state_dict(saved['state'][name])
+            saved = load_checkpoint(path)
+            for key, obj in state.items():
+                obj.load_state_dict(saved['state'][key])
             start, logs = saved['iteration'], list(saved.get('logs', []))
+            set_rng_state(saved['rng'])
             if start < num_iters:
                 logger.info('resuming stage %s at iteration %d of %d', stage, start, num_iters)
-        self.history[self.prefix + stage] = logs
+        else:
+            seed_everything(int(fingerprint(self.seed, name), 16) % 2 ** 31)
+        self.history[name] = logs
+        self.keys[name] = self.work_dir.name
         bar = tqdm(range(start, num_iters), initial=start, total=num_iters, desc=stage,
                    disable=not self.progress or start >= num_iters, leave=False, dynamic_ncols=True)
         for it in bar:
             log = step(it)
+            bad = next((k for k, v in log.items() if not math.isfinite(v)), None)
+            if bad is not None:
+                raise TrainingDiverged(name, it, f'logged value {bad!r} ({log[bad]})')
             logs.append(log)
             if it % 10 == 0:
                 bar.set_postfix({k: f'{v:.4g}' for k, v in log.items()})
             if (it + 1) % self.checkpoint_every == 0 or it + 1 == num_iters:
+                bad = first_non_finite(state)   # never checkpoint (or cache) a diverged model
+                if bad is not None:
+                    raise TrainingDiverged(name, it, f'tensor {bad}')
                 atomic_torch_save({'iteration': it + 1, 'state': {k: v.state_dict() for k, v in state.items()},
-                                   'logs': logs}, path)
+                                   'logs': logs, 'rng': rng_state()}, path)
         return logs

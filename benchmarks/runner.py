@@ -1,13 +1,21 @@
 """One benchmark run: compose the config, load data, fit the method, evaluate, write the result.
 
 Configs are mmengine ``Config`` files under ``benchmarks/configs``: a profile (smoke, cpu,
-paper), a network and a method, merged in that order, then ``--set key=value`` overrides.
+paper), a network and a method, merged in that order, then ``--set key=value`` overrides, all
+validated before anything trains (``validation``).
+
+A run's own stages live in ``<work-dir>/<result path>/<run key>/``, the key hashing the resolved
+config, the seed, the content of the source and target data, the code version, the thread count
+and the device; ``<run key>.lock`` beside it admits one process at a time. A result file is trusted
+(the run skipped) only when it parses, carries metrics (or a failure) and has the same run key.
 """
 from __future__ import annotations
 
 import ast
 import itertools
+import json
 import logging
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,9 +28,10 @@ from mmengine.config import Config
 from udabench import datasets as data_registry
 from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, registered
 
-from .engine import StageRunner
+from .engine import StageRunner, TrainingDiverged, code_version, fingerprint, locked
 from .results import (git_commit, package_versions, summarise_training_log, training_log_path, write_json_atomic,
                       write_training_log)
+from .validation import check_overrides, check_ranges, check_safe_name, check_writable, method_parameters
 
 logger = logging.getLogger('udabench')
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
@@ -34,10 +43,10 @@ def config_names(kind: str) -> list[str]:
 
 
 def _config_file(kind: str, name: str) -> Path:
-    path = CONFIG_DIR / kind / f'{name}.py'
-    if not path.exists():
+    """The config file of a registered name (never a path: mmengine executes the file it reads)."""
+    if name not in config_names(kind):
         raise KeyError(f'unknown {kind[:-1]} {name!r}; known: {", ".join(config_names(kind))}')
-    return path
+    return CONFIG_DIR / kind / f'{name}.py'
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -55,22 +64,29 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def compose_config(method: str, net: str, profile: str, overrides: dict | None = None) -> Config:
-    """profile + net + method config files, the method's per-profile settings, then ``overrides``."""
+    """profile + net + method config files, the method's per-profile settings, then ``overrides``
+    (keys checked against the composed config, values against the defaults' types), then every
+    declared range (``validation.RANGES``)."""
     cfg = Config()
     for kind, name in (('profiles', profile), ('nets', net), ('methods', method)):
         cfg.merge_from_dict(Config.fromfile(_config_file(kind, name)).to_dict())
     per_profile = cfg.get('method_profiles', {}).get(profile)
     if per_profile:
         cfg.merge_from_dict(per_profile)
+    cls = lookup(METHODS, cfg.method['type'])   # an unknown type lists the registered methods
     if overrides:
+        check_overrides(cfg.to_dict(), overrides, method_parameters(cls))
         cfg.merge_from_dict(overrides)
-    lookup(METHODS, cfg.method['type'])   # an unknown type lists the registered methods
+    check_ranges(cfg.to_dict())
     return cfg
 
 
 def grid_points(cfg: Config) -> list[dict]:
-    """The product of the method's declared ``grid`` (dotted key -> values), as override dicts."""
+    """The product of the method's declared ``grid`` (dotted key -> values), as override dicts; a
+    method without a grid is an error."""
     grid = cfg.get('grid') or {}
+    if not grid:
+        raise ValueError(f'--grid: method {cfg.method["type"]!r} declares no grid')
     keys = sorted(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
@@ -106,6 +122,23 @@ def load_domain(name: str, profile: dict, spec: RunSpec):
     count = profile['counts'].get(name.replace('synth_', ''))
     return loader(size=profile['image_size'], count=count, seed=0, data_root=spec.data_root,
                   cache_dir=spec.synthetic_cache)
+
+
+def validate(spec: RunSpec) -> Config:
+    """Every check that needs no data: names, config, seed, folders; the composed config."""
+    check_safe_name('--study', spec.study)
+    check_safe_name('--tag', spec.tag)
+    if spec.target not in TARGETS + tuple(f'synth_{t}' for t in TARGETS):
+        raise KeyError(f'unknown target {spec.target!r}; expected one of {TARGETS}')
+    if not isinstance(spec.seed, int) or spec.seed < 0:
+        raise ValueError(f'--seed {spec.seed!r}: expected an integer >= 0')
+    cfg = compose_config(spec.method, spec.net, spec.profile, spec.overrides)
+    if cfg.net.get('pretrained'):
+        from udabench.methods.networks import read_state_dict
+        read_state_dict(cfg.net['pretrained'])
+    check_writable(spec.results_dir, '--results-dir')
+    check_writable(spec.work_dir, '--work-dir')
+    return cfg
 
 
 def data_source_label(source, target) -> str:
@@ -152,42 +185,111 @@ class Prepared:
     out: Path
     data_source: str
     device: str
+    run_key: str = ''
+    work: Path | None = None
 
 
 def prepare(spec: RunSpec) -> Prepared:
     """Compose the config, load the data and build the method and its fit context (no training)."""
     from udabench.methods.base import FitContext
-    cfg = compose_config(spec.method, spec.net, spec.profile, spec.overrides)
+    cfg = validate(spec)
     profile = cfg.profile
     device = ('cuda' if torch.cuda.is_available() else 'cpu') if spec.device == 'auto' else spec.device
     source = load_domain('compaq', profile, spec)
     target = load_domain(spec.target, profile, spec)
     data_source = data_source_label(source, target)
     out = result_path(spec, data_source)
-    work = Path(spec.work_dir) / out.relative_to(spec.results_dir).with_suffix('')
     train_idx, test_idx = target.split_indices(0.8, seed=0)
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise ValueError(f'target {target.name} ({target.description or spec.target}) has {len(target)} images: too few '
+                         'for the 80/20 split with at least one training and one test image (3 or more are needed)')
+    key_parts = dict(code_version=code_version(), threads=torch.get_num_threads(), device=device)
+    run_key = fingerprint(cfg.to_dict(), spec.seed, source.content_hash, target.content_hash, key_parts)
+    work = Path(spec.work_dir) / out.relative_to(spec.results_dir).with_suffix('') / run_key
     method = build(METHODS, cfg.method)
     ctx = FitContext(
-        source=source, stages=StageRunner(work, profile['checkpoint_every'], spec.progress),
-        cache_dir=Path(spec.work_dir) / 'cache', seed=spec.seed, device=device,
+        source=source, stages=StageRunner(work, profile['checkpoint_every'], spec.progress, seed=spec.seed),
+        cache_dir=Path(spec.work_dir) / 'cache', seed=spec.seed, device=device, key_parts=key_parts,
         net=dict(cfg.net, width=profile['width'], depth=profile['depth']),
         seg_recipe=dict(cfg.seg_recipe, batch_size=profile['seg_batch_size'], epochs=profile['seg_epochs']),
         target_images=target.normalised_images() if method.uses_target_images else None,
         target_labelled=target.subset(train_idx) if method.needs_target_labels else None, progress=spec.progress)
-    return Prepared(cfg, method, ctx, source, target, test_idx, out, data_source, device)
+    return Prepared(cfg, method, ctx, source, target, test_idx, out, data_source, device, run_key, work)
+
+
+def trusted_result(path: Path, run_key: str) -> dict | None:
+    """The record at ``path`` if it parses, holds metrics or a failure, and was made with ``run_key``;
+    else None, with a warning saying why it is re-run."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        finished = isinstance(record, dict) and (bool(record.get('metrics')) or record.get('status') == 'failed')
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        finished = False
+    if not finished:
+        logger.warning('result file %s is unreadable or has no metrics (truncated?): re-running', path)
+        return None
+    if record.get('run_key') != run_key:
+        logger.warning('result file %s was made with run key %s, this run has %s (config, seed, data, code version, '
+                       'threads or device differ): re-running', path, record.get('run_key'), run_key)
+        return None
+    return record
+
+
+def run_status(path: Path) -> str:
+    """``'ok'`` or ``'failed'`` for a result file written by ``run``."""
+    return json.loads(Path(path).read_text()).get('status', 'ok')
 
 
 def run(spec: RunSpec, force: bool = False) -> Path:
-    """Run ``spec`` unless its result file exists (``force`` re-runs); return the result path."""
+    """Run ``spec`` unless a trusted result file exists (``force`` re-runs the run's own stages; shared
+    caches are reused when their key matches); return the result path. A diverged run writes a
+    failure record there (``status: failed``) instead of metrics; ``run_status`` tells which."""
     p = prepare(spec)
-    if p.out.exists() and not force:
+    if not force and trusted_result(p.out, p.run_key):
         logger.info('skipping %s: result exists (use --force to re-run)', p.out)
         return p.out
+    with locked(p.work.with_name(p.run_key + '.lock'), wait=False, what=f'run {p.out} (key {p.run_key})'):
+        if not force and trusted_result(p.out, p.run_key):   # finished by another process meanwhile
+            return p.out
+        if force and p.work.exists():
+            shutil.rmtree(p.work)
+        return _fit_and_write(spec, p)
+
+
+def _provenance(spec: RunSpec, p: Prepared) -> dict:
+    source, target = p.source, p.target
+    return dict(
+        method=spec.method, target=spec.target, net=spec.net, profile=spec.profile, seed=spec.seed,
+        tag=spec.tag, study=spec.study, overrides=spec.overrides, config=p.cfg.to_dict(),
+        data_source=p.data_source,
+        data=dict(source=dict(name=source.name, kind=source.data_source, images=len(source), detail=source.description,
+                              content_hash=source.content_hash),
+                  target=dict(name=target.name, kind=target.data_source, images=len(target),
+                              test_images=len(p.test_idx), detail=target.description,
+                              content_hash=target.content_hash)),
+        device=p.device, threads=torch.get_num_threads(), code_version=code_version(), run_key=p.run_key,
+        stage_keys=dict(p.ctx.stages.keys), git_commit=git_commit(), packages=package_versions(),
+        finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        training=dict(log=training_log_path(p.out).name, summary=summarise_training_log(p.ctx.stages.history)))
+
+
+def _fit_and_write(spec: RunSpec, p: Prepared) -> Path:
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
     started = time.time()
     p.method.to(p.device)
-    p.method.fit(p.ctx)
+    try:
+        p.method.fit(p.ctx)
+    except TrainingDiverged as err:
+        record = dict(_provenance(spec, p), status='failed', metrics={},
+                      failure=dict(stage=err.stage, step=err.step, value=err.value, message=str(err)),
+                      wall_time_s=dict(fit=time.time() - started, total=time.time() - started))
+        write_training_log(training_log_path(p.out), p.ctx.stages.history)
+        write_json_atomic(p.out, record)
+        logger.error('%s: wrote the failure record %s', err, p.out)
+        return p.out
     fit_seconds = time.time() - started
     # The oracle trained on the target's 80 %: it is scored on the held-out 20 % only. The others
     # are scored on the whole target (seed 002 §5.3) and, for comparison with it, on that 20 %.
@@ -203,18 +305,8 @@ def run(spec: RunSpec, force: bool = False) -> Path:
     if trace:
         metrics['trace'] = trace
     extra = p.method.extra_results() if hasattr(p.method, 'extra_results') else {}
-    source, target = p.source, p.target
-    record = dict(
-        method=spec.method, target=spec.target, net=spec.net, profile=spec.profile, seed=spec.seed,
-        tag=spec.tag, study=spec.study, overrides=spec.overrides, config=p.cfg.to_dict(), metrics=metrics, **extra,
-        data_source=p.data_source,
-        data=dict(source=dict(name=source.name, kind=source.data_source, images=len(source), detail=source.description),
-                  target=dict(name=target.name, kind=target.data_source, images=len(target),
-                              test_images=len(p.test_idx), detail=target.description)),
-        wall_time_s=dict(fit=fit_seconds, total=time.time() - started), device=p.device, threads=torch.get_num_threads(),
-        git_commit=git_commit(), packages=package_versions(),
-        finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-        training=dict(log=training_log_path(p.out).name, summary=summarise_training_log(p.ctx.stages.history)))
+    record = dict(_provenance(spec, p), status='ok', metrics=metrics, **extra,
+                  wall_time_s=dict(fit=fit_seconds, total=time.time() - started))
     write_training_log(training_log_path(p.out), p.ctx.stages.history)
     write_json_atomic(p.out, record)
     logger.info('wrote %s: %s', p.out, {k: round(v['iou'], 4) for k, v in metrics.items() if 'iou' in v})

@@ -2,7 +2,9 @@
 
 Each table is built per (profile, data source) group so that a synthetic number never shares a
 table with a real one; the caption names both. A cell is the mean (± std over seeds when there
-are several) of the chosen metric; a missing run is shown as missing, never filled. For methods
+are several) of the chosen metric; a missing run is shown as missing, never filled, and a run
+that diverged (a failure record) as ``failed`` (with a count beside the mean when only some seeds
+failed). For methods
 with a grid, the point with the best mean *selection metric* is chosen, and the table's notes
 say which criterion chose each cell.
 """
@@ -20,6 +22,7 @@ METHOD_NAMES = {'source_only': 'Source Only', 'adaptsegnet': 'AdaptSegNet', 'adv
                 'glss': 'GLSS', 'oracle': 'Oracle (supervised on target)'}
 TABLE2_METHODS = ('source_only', 'adaptsegnet', 'advent', 'minent', 'clan', 'bdl', 'dise', 'dada', 'glss')
 MISSING = '–'
+FAILED = 'failed'
 
 
 def _target_key(record) -> str:
@@ -27,6 +30,10 @@ def _target_key(record) -> str:
 
 
 def _cell(values: list[float]) -> str:
+    failed = sum(1 for v in values if np.isnan(v))     # NaN: a failure record (``_values``)
+    values = [v for v in values if not np.isnan(v)]
+    if failed:
+        return FAILED if not values else f'{_cell(values)} ({failed} failed)'
     if not values:
         return MISSING
     if len(values) == 1:
@@ -54,7 +61,9 @@ def select(records: list[dict], split: str, criterion: str = 'target_all') -> tu
 
 
 def _values(records, split, metric):
-    return [r['metrics'][split][metric] for r in records if split in r['metrics']]
+    """The metric of each record that has it; NaN for each failed run."""
+    return [r['metrics'][split][metric] if split in r['metrics'] else float('nan') for r in records
+            if split in r['metrics'] or r.get('status') == 'failed']
 
 
 def groups(records: list[dict]) -> dict:
@@ -215,8 +224,9 @@ def seed_table(records: list[dict]) -> pd.DataFrame:
         for target in sorted({_target_key(r) for r in study}):
             vals = _values([r for r in study if (r['method'], r['net'], _target_key(r)) == (method, net, target)],
                            'target_all', 'iou')
+            ok = [v for v in vals if not np.isnan(v)]
             row[f'{TARGET_NAMES.get(target, target)} IoU'] = (
-                _cell(vals) + (f' [{min(vals):.3f}, {max(vals):.3f}]' if len(vals) > 1 else ''))
+                _cell(vals) + (f' [{min(ok):.3f}, {max(ok):.3f}]' if len(ok) > 1 else ''))
         rows[(METHOD_NAMES.get(method, method), NET_NAMES.get(net, net))] = row
     frame = pd.DataFrame.from_dict(rows, orient='index')
     if not frame.empty:

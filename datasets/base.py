@@ -1,7 +1,9 @@
 """The in-memory segmentation set every loader returns, and its splits."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -22,6 +24,17 @@ class SegmentationSet:
             raise ValueError(f'{self.name}: images {self.images.shape} and masks {self.masks.shape} differ')
         if self.depth is not None and self.depth.shape != self.images.shape:
             raise ValueError(f'{self.name}: depth {self.depth.shape} and images {self.images.shape} differ')
+
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the images, masks and depth (shape, dtype and bytes), computed once per set."""
+        digest = hashlib.sha256()
+        for array in (self.images, self.masks, self.depth):
+            if array is not None:
+                array = np.ascontiguousarray(array)
+                digest.update(f'{array.shape}{array.dtype}'.encode())
+                digest.update(array.data)
+        return digest.hexdigest()[:16]
 
     def __len__(self) -> int:
         return len(self.images)

@@ -5,8 +5,6 @@ networks. The runner calls ``fit(ctx)`` once and ``predict(images)`` on target b
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from udabench.datasets.base import SegmentationSet
-from udabench.engine import StageRunner, batch_indices, build_optimizer, iterations_for
+from udabench.engine import StageRunner, batch_indices, build_optimizer, fingerprint, iterations_for
 
 from .losses import segmentation_loss
 from .networks import SegmentationNet
@@ -39,6 +37,8 @@ class FitContext:
     target_images: np.ndarray | None = None
     target_labelled: SegmentationSet | None = None
     progress: bool = True
+    #: What every stage key includes besides its own config: code version, threads, device.
+    key_parts: dict = field(default_factory=dict)
 
 
 def to_tensor(array: np.ndarray, device: str) -> torch.Tensor:
@@ -68,14 +68,11 @@ def train_segmentation(net: SegmentationNet, data: SegmentationSet, recipe: dict
     net.eval()
 
 
-def _fingerprint(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def cached_stages(ctx: FitContext, kind: str, *parts) -> StageRunner:
-    """A StageRunner in a cache folder keyed by the source set, the seed and ``parts``, so that a
-    model trained once (the source network, GLSS's VAE) serves every run that needs it."""
-    key = _fingerprint(ctx.source.name, ctx.source.description, ctx.source.images.shape, ctx.seed, *parts)
+    """A StageRunner in a cache folder keyed by the source set's content, the seed, ``ctx.key_parts``
+    (code version, threads, device) and ``parts`` (the stage's config), so that a model trained once
+    (the source network, GLSS's VAE) serves every run that needs it and a changed input retrains."""
+    key = fingerprint(kind, ctx.source.content_hash, ctx.seed, ctx.key_parts, *parts)
     return ctx.stages.child(Path(ctx.cache_dir) / kind / key, prefix=f'{kind}/')
 
 

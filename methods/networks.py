@@ -116,17 +116,29 @@ NETWORKS = ('deeplabv3plus', 'unet', 'fpn', 'linknet', 'pspnet')
 PERCEPTUAL_LAYER = {'deeplabv3plus': 'decode_head.sep_bottleneck', 'unet': 'backbone.decoder.3'}
 
 
-def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Load backbone weights (e.g. ImageNet) from a torch checkpoint: a plain state dict, or one under
-    ``state_dict``; a ``backbone.`` prefix is stripped. Nothing matching is an error naming the file."""
+def read_state_dict(path: str) -> dict:
+    """A plain state dict (names -> tensors; also accepted under a ``state_dict`` key) read with
+    ``weights_only=True``; anything else is an error naming the file."""
     from pathlib import Path
     if not Path(path).is_file():
         raise FileNotFoundError(f'--pretrained: no checkpoint file {path}')
-    state = torch.load(path, map_location='cpu', weights_only=False)
-    state = state.get('state_dict', state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise ValueError(f'--pretrained: {path} holds no state dict')
-    state = {k.removeprefix('backbone.'): v for k, v in state.items()}
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:   # pickled code, numpy objects, a truncated file, not a torch file
+        raise ValueError(f'--pretrained: {path} is not a plain state dict of tensors '
+                         f'(refused by torch.load(weights_only=True): {type(err).__name__}: {err})') from err
+    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
+        state = state['state_dict']
+    if not (isinstance(state, dict) and state and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in state.items())):
+        raise ValueError(f'--pretrained: {path} is not a plain state dict (a dict of names to tensors)')
+    return state
+
+
+def load_backbone_weights(backbone: nn.Module, path: str) -> None:
+    """Load backbone weights (e.g. ImageNet) from a plain state dict file (``read_state_dict``); a
+    ``backbone.`` prefix is stripped. Nothing matching is an error naming the file."""
+    state = {k.removeprefix('backbone.'): v for k, v in read_state_dict(path).items()}
     own = backbone.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:

@@ -10,10 +10,11 @@ TOOLS = Path(__file__).resolve().parent.parent / 'tools'
 
 
 def pytest_configure(config):
-    spec = importlib.util.spec_from_file_location('tools_make_tables', TOOLS / 'make_tables.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules['tools_make_tables'] = module
+    for name in ('make_tables', 'run_benchmark'):
+        spec = importlib.util.spec_from_file_location(f'tools_{name}', TOOLS / f'{name}.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[f'tools_{name}'] = module
 
 
 @pytest.fixture

@@ -56,8 +56,8 @@ def shared(tmp_path_factory):
 def test_methods_train_end_to_end(shared, smoke_run, method):
     record, _ = smoke_run(method, root=shared)
     assert 0 <= record['metrics']['target_all']['iou'] <= 1
-    ckpt = torch.load(shared / 'work' / 'smoke' / 'synthetic' / method / 'hand_deeplabv3plus_seed0' / 'adaptation.pth',
-                      weights_only=False)
+    ckpt = torch.load(shared / 'work' / 'smoke' / 'synthetic' / method / 'hand_deeplabv3plus_seed0'
+                      / record['stage_keys']['adaptation'] / 'adaptation.pth', weights_only=True)
     assert ckpt['iteration'] == 3
 
 

@@ -42,7 +42,7 @@ def test_overrides_parse_literals():
 
 
 def test_a_misspelt_method_key_is_named(smoke_run):
-    with pytest.raises(ValueError, match="'advent' rejects its config.*lamda_adv"):
+    with pytest.raises(KeyError, match="'method' has no key 'lamda_adv'"):
         smoke_run('advent', overrides={'method.lamda_adv': 1.0})
 
 

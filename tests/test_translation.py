@@ -71,5 +71,6 @@ def test_dise_parts_shapes():
 def test_dise_end_to_end_smoke(tmp_path, smoke_run):
     record, _ = smoke_run('dise', target='snv', net='unet')
     assert 0 <= record['metrics']['target_all']['iou'] <= 1
-    ckpt = torch.load(tmp_path / 'work' / 'smoke' / 'synthetic' / 'dise' / 'snv_unet_seed0' / 'adaptation.pth', weights_only=False)
+    ckpt = torch.load(tmp_path / 'work' / 'smoke' / 'synthetic' / 'dise' / 'snv_unet_seed0' / record['stage_keys']['adaptation']
+                      / 'adaptation.pth', weights_only=True)
     assert {'translation', 'image_disc'} <= set(ckpt['state'])

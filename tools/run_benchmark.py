@@ -2,15 +2,20 @@
 """Train, evaluate and write one result file per run (or per grid point with --grid).
 
     python tools/run_benchmark.py --method source_only --target hand --net unet --profile cpu
+
+Every run (seed x grid point) is validated before any trains (exit 2 on a bad option). Then each
+runs; a failed one (diverged: a failure record is written; locked by another process; unreadable
+data or checkpoint) does not stop the others, and the command ends with a summary and exit 1.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
 from udabench.runner import (TARGETS, RunSpec, compose_config, describe_registries, grid_points,
-                             parse_overrides, point_tag, run)
+                             parse_overrides, point_tag, run, run_status, validate)
 
 
 def main(argv=None) -> int:
@@ -48,19 +53,36 @@ def main(argv=None) -> int:
         points = [{}]
         if args.grid:
             points = grid_points(compose_config(args.method, args.net, args.profile, overrides))
-            if not points:
-                parser.error(f'method {args.method!r} declares no grid')
-        for seed in args.seed:
-            for point in points:
-                tag = '_'.join(t for t in (args.tag, point_tag(point)) if t)
-                spec = RunSpec(method=args.method, target=args.target, net=args.net, profile=args.profile,
-                               seed=seed, data_root=args.data_root, overrides={**overrides, **point}, tag=tag, study=args.study,
-                               results_dir=args.results_dir, work_dir=args.work_dir, device=args.device,
-                               progress=not args.no_progress)
-                print(run(spec, force=args.force))
+        specs = [RunSpec(method=args.method, target=args.target, net=args.net, profile=args.profile,
+                         seed=seed, data_root=args.data_root, overrides={**overrides, **point},
+                         tag='_'.join(t for t in (args.tag, point_tag(point)) if t), study=args.study,
+                         results_dir=args.results_dir, work_dir=args.work_dir, device=args.device,
+                         progress=not args.no_progress)
+                 for seed in args.seed for point in points]
+        for spec in specs:          # every point validated before any trains
+            validate(spec)
     except (KeyError, ValueError, FileNotFoundError, OSError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
+    # A sweep runs every point: a failed one (diverged, locked, unreadable data or checkpoint) is
+    # reported at the end and makes the exit status 1.
+    failed = []
+    for spec in specs:
+        what = f'{spec.method} {spec.target} {spec.net} seed {spec.seed}' + (f' [{spec.tag}]' if spec.tag else '')
+        try:
+            path = run(spec, force=args.force)
+        except Exception as err:   # noqa: BLE001 -- reported in the summary, the sweep goes on
+            logging.getLogger('udabench').error('%s failed: %s: %s', what, type(err).__name__, err)
+            failed.append(f'{what}: {type(err).__name__}: {err}')
+            continue
+        print(path)
+        if run_status(path) == 'failed':
+            failed.append(f'{what}: {json.loads(path.read_text())["failure"]["message"]} (failure record {path})')
+    if failed:
+        print(f'\n{len(failed)} of {len(specs)} runs failed:', file=sys.stderr)
+        for line in failed:
+            print(f'  - {line}', file=sys.stderr)
+        return 1
     return 0
 
 

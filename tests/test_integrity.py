@@ -1,0 +1,208 @@
+"""Results that cannot be silently wrong (issue 12): content-keyed stages, exact resume, failure
+records, one writer per run. The bad-input cases are in test_bad_inputs.py."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from udabench import engine
+from udabench.engine import StageRunner, TrainingDiverged, batch_indices
+
+
+def _fit(runner, stop_at=None, lr=0.1, poison_at=None):
+    """A tiny stage that draws from torch's global RNG (dropout) and numpy's every step."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x = torch.randn(20, 3)
+
+    def step(it):
+        if stop_at is not None and it == stop_at:
+            raise KeyboardInterrupt
+        idx = torch.as_tensor(batch_indices(20, 4, it, 0))
+        noise = float(np.random.rand())
+        loss = model(x[idx] + noise).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if poison_at is not None and it == poison_at:
+            with torch.no_grad():
+                model[0].weight[0, 0] = float('nan')
+        return {'loss': loss.item()}
+    runner.run('stage', step, 12, {'model': model, 'opt': opt})
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_a_stage_killed_mid_way_resumes_bit_identical(tmp_path):
+    straight = _fit(StageRunner(tmp_path / 'a', checkpoint_every=4, progress=False))
+    runner = StageRunner(tmp_path / 'b', checkpoint_every=4, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(runner, stop_at=6)
+    torch.rand(100), np.random.rand(100)          # whatever ran in between
+    assert torch.equal(straight, _fit(runner))
+
+
+def test_the_rng_after_a_stage_is_the_same_whether_it_trained_or_was_loaded(tmp_path):
+    _fit(StageRunner(tmp_path / 'cache', checkpoint_every=4, progress=False))
+    trained = torch.rand(3), np.random.rand(3)
+    torch.rand(100), np.random.rand(7)            # a caller that drew before the (now cached) stage
+    _fit(StageRunner(tmp_path / 'cache', checkpoint_every=4, progress=False))
+    loaded = torch.rand(3), np.random.rand(3)
+    assert torch.equal(trained[0], loaded[0]) and np.array_equal(trained[1], loaded[1])
+
+
+def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):
+    _fit(StageRunner(tmp_path, checkpoint_every=4, progress=False))
+    saved = torch.load(tmp_path / 'stage.pth', weights_only=True)
+    assert saved['iteration'] == 12 and {'torch', 'numpy', 'python'} <= set(saved['rng'])
+
+
+def test_a_non_finite_loss_stops_the_stage_without_checkpointing_it(tmp_path):
+    runner = StageRunner(tmp_path, checkpoint_every=4, progress=False)
+    with pytest.raises(TrainingDiverged) as err:
+        _fit(runner, lr=1e30)
+    assert err.value.stage == 'stage' and "'loss'" in err.value.value
+    if (tmp_path / 'stage.pth').exists():
+        assert torch.load(tmp_path / 'stage.pth', weights_only=True)['iteration'] <= err.value.step
+
+
+def test_a_non_finite_parameter_is_caught_before_the_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r'model\.0\.weight') as err:
+        _fit(StageRunner(tmp_path, checkpoint_every=4, progress=False), poison_at=7)
+    assert err.value.step == 7      # the next checkpoint (iteration 8) is refused
+    assert torch.load(tmp_path / 'stage.pth', weights_only=True)['iteration'] == 4
+
+
+def test_cache_keys_follow_the_data_content_threads_code_and_config():
+    from udabench.datasets.base import SegmentationSet
+    from udabench.methods.base import FitContext, cached_stages
+
+    def key(images, **key_parts):
+        data = SegmentationSet('synth_compaq', images, np.zeros_like(images), 'synthetic', description='same')
+        ctx = FitContext(source=data, stages=StageRunner('w', progress=False), cache_dir='c',
+                         key_parts={'code_version': 'a', 'threads': 1, 'device': 'cpu', **key_parts})
+        return cached_stages(ctx, 'source_unet', {'lr': 1}).work_dir.name
+
+    images = np.zeros((4, 8, 8), np.uint8)
+    changed = images.copy()
+    changed[0, 0, 0] = 1
+    base = key(images)
+    assert base == key(images.copy())
+    assert len({base, key(changed), key(images, threads=2), key(images, code_version='b')}) == 4
+
+
+def _spec(tmp_path, method='advent', **kwargs):
+    from udabench.runner import RunSpec
+    root = kwargs.pop('root', tmp_path)
+    return RunSpec(method=method, target='hand', profile='smoke', data_root=str(tmp_path / 'no-real-data'),
+                   results_dir=str(root / 'runs'), work_dir=str(root / 'work'), synthetic_cache=str(tmp_path / 'synth'),
+                   progress=False, **kwargs)
+
+
+def _metrics(path):
+    return json.loads(path.read_text())['metrics']
+
+
+def test_force_after_a_config_change_trains_afresh(tmp_path):
+    from udabench.runner import run
+    lr = {'method.optimizer.lr': 0.05}
+    old = run(_spec(tmp_path, root=tmp_path / 'a'))
+    old_record = json.loads(old.read_text())
+    changed = run(_spec(tmp_path, root=tmp_path / 'a', overrides=lr), force=True)
+    fresh = run(_spec(tmp_path, root=tmp_path / 'b', overrides=lr))
+    record = json.loads(changed.read_text())
+    assert record['stage_keys']['adaptation'] != old_record['stage_keys']['adaptation']
+    assert record['stage_keys']['source_deeplabv3plus/segmentation'] == \
+        old_record['stage_keys']['source_deeplabv3plus/segmentation']        # the shared cache is reused
+    assert record['metrics'] == _metrics(fresh) != old_record['metrics']
+    assert isinstance(record['code_version'], str) and record['code_version'] == engine.code_version()
+
+
+def test_a_result_does_not_depend_on_what_was_cached_before_it(tmp_path):
+    from udabench.runner import run
+    alone = run(_spec(tmp_path, root=tmp_path / 'a'))
+    run(_spec(tmp_path, 'source_only', root=tmp_path / 'b'))        # fills the Source Only cache first
+    after_cache = run(_spec(tmp_path, root=tmp_path / 'b'))
+    assert _metrics(alone) == _metrics(after_cache)
+
+
+@pytest.mark.parametrize('stage, at', [('adaptation', 4), ('segmentation', 5)])
+def test_a_run_killed_mid_stage_resumes_bit_identical(tmp_path, monkeypatch, stage, at):
+    from udabench.runner import run
+    settings = {'method.iterations': 8, 'profile.checkpoint_every': 3}
+    straight = run(_spec(tmp_path, root=tmp_path / 'a', overrides=settings))
+    original = StageRunner.run
+
+    def killed(self, name, step, num_iters, state):
+        def dying(it):
+            if name == stage and it == at:
+                raise KeyboardInterrupt
+            return step(it)
+        return original(self, name, dying, num_iters, state)
+    monkeypatch.setattr(StageRunner, 'run', killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(_spec(tmp_path, root=tmp_path / 'b', overrides=settings))
+    monkeypatch.setattr(StageRunner, 'run', original)
+    resumed = run(_spec(tmp_path, root=tmp_path / 'b', overrides=settings))
+    assert _metrics(straight) == _metrics(resumed)
+
+
+def test_a_diverged_run_writes_a_failure_record_and_fails_the_command(tmp_path, capsys):
+    from tools_run_benchmark import main
+    args = ['--method', 'source_only', '--target', 'hand', '--net', 'unet', '--profile', 'smoke',
+            '--data-root', str(tmp_path / 'none'), '--results-dir', str(tmp_path / 'runs'),
+            '--work-dir', str(tmp_path / 'work'), '--no-progress', '--set', 'seg_recipe.optimizer.lr=1e30']
+    assert main(args) == 1
+    assert 'diverged' in capsys.readouterr().err
+    path = next((tmp_path / 'runs').rglob('*seed0.json'))
+    record = json.loads(path.read_text())
+    assert record['status'] == 'failed' and record['metrics'] == {}
+    assert record['failure']['stage'] == 'source_unet/segmentation' and record['failure']['step'] >= 0
+    assert record['method'] == 'source_only' and record['config']['seg_recipe']['optimizer']['lr'] == 1e30
+    cache = tmp_path / 'work' / 'cache' / 'source_unet'
+    assert not any(torch.load(p, weights_only=True)['iteration'] > record['failure']['step'] for p in cache.rglob('*.pth'))
+    assert main(args) == 1           # still failed when skipped
+
+
+def test_a_sweep_runs_every_point_and_summarises_failures(tmp_path, monkeypatch, capsys):
+    import tools_run_benchmark as tool
+    done = []
+
+    def fake_run(spec, force=False):
+        if spec.seed == 1:
+            raise RuntimeError('checkpoint x.pth cannot be read')
+        done.append(spec.seed)
+        path = tmp_path / f'{spec.seed}.json'
+        path.write_text(json.dumps({'status': 'ok'}))
+        return path
+    monkeypatch.setattr(tool, 'run', fake_run)
+    code = tool.main(['--method', 'source_only', '--target', 'hand', '--profile', 'smoke', '--seed', '0', '1', '2',
+                      '--results-dir', str(tmp_path / 'runs'), '--work-dir', str(tmp_path / 'work')])
+    assert code == 1 and done == [0, 2]
+    err = capsys.readouterr().err
+    assert '1 of 3 runs failed' in err and 'seed 1' in err and 'cannot be read' in err
+
+
+def test_a_second_process_on_the_same_run_is_refused(tmp_path):
+    from udabench.engine import RunLocked, locked
+    from udabench.runner import prepare, run
+    spec = _spec(tmp_path, 'source_only')
+    p = prepare(spec)
+    with locked(p.work.with_name(p.run_key + '.lock'), wait=False, what='test'):
+        with pytest.raises(RunLocked, match='another process'):
+            run(spec)
+    assert run(spec).exists()
+
+
+def test_tables_show_a_failed_cell_as_failed():
+    from udabench import tables
+
+    def rec(seed, iou=None):
+        r = dict(method='advent', net='unet', target='hand', seed=seed, tag='', study='main', profile='smoke',
+                 data_source='synthetic', metrics={} if iou is None else {'target_all': {'iou': iou, 'dice': iou}})
+        return r if iou is not None else dict(r, status='failed')
+    frame, _ = tables.table2([rec(0)])
+    assert frame.loc['AdvEnt', ('Hand Gesture', 'UNet', 'IoU')] == 'failed'
+    frame, _ = tables.table2([rec(0, 0.5), rec(1)])
+    assert frame.loc['AdvEnt', ('Hand Gesture', 'UNet', 'IoU')] == '0.500 (1 failed)'
