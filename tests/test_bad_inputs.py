@@ -146,7 +146,7 @@ CASES = [
     ('set_without_equals', lambda tmp: parse_overrides(['oops']), ValueError, 'key=value'),
     ('profile_path', lambda tmp: compose_config('source_only', 'unet', '../profiles/cpu'), KeyError, 'unknown profile'),
     ('net_path', lambda tmp: compose_config('source_only', '../nets/unet', 'smoke'), KeyError, 'unknown net'),
-    ('method_path', lambda tmp: compose_config('glss/../glss', 'unet', 'smoke'), KeyError, 'unknown method'),
+    ('method_path', lambda tmp: compose_config('../methods/glss', 'unet', 'smoke'), KeyError, 'unknown method'),
     ('unknown_method', lambda tmp: compose_config('nope', 'unet', 'smoke'), KeyError, 'source_only'),
     ('study_path', lambda tmp: validate(spec(tmp, study='../../x')), ValueError, '--study'),
     ('tag_path', lambda tmp: validate(spec(tmp, tag='a/b')), ValueError, '--tag'),

@@ -42,7 +42,8 @@ def test_bdl_pseudo_labels_use_median_confidence_per_class_capped():
 def test_bdl_end_to_end_smoke(tmp_path, smoke_run):
     record, _ = smoke_run('bdl')
     assert 0 <= record['metrics']['target_all']['iou'] <= 1
-    stages = sorted(p.name for p in (tmp_path / 'work' / 'smoke' / 'synthetic' / 'bdl' / 'hand_deeplabv3plus_seed0').iterdir())
+    stages = sorted(p.name for p in (tmp_path / 'work' / 'smoke' / 'synthetic' / 'bdl' / 'hand_deeplabv3plus_seed0'
+                                     / record['stage_keys']['adaptation_0']).iterdir())
     assert stages == ['adaptation_0.pth', 'adaptation_1.pth', 'translation_0.pth', 'translation_1.pth']
 
 
