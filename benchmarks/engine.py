@@ -195,7 +195,7 @@ class StageRunner:
         self.seed = seed
         #: stage name (with ``prefix``) -> key of the work directory it ran in (its folder name).
         self.keys = {} if keys is None else keys
-        #: a cache shared by runs: each stage waits for the folder's lock (``<work_dir>.lock``).
+        #: a cache shared by runs: each stage waits for the folder's lock (``<work_dir>/.lock``).
         self.shared = shared
 
     def child(self, work_dir: Path, prefix: str) -> 'StageRunner':
@@ -215,7 +215,7 @@ class StageRunner:
         """
         if not self.shared:
             return self._run(stage, step, num_iters, state)
-        with locked(self.work_dir.with_name(self.work_dir.name + '.lock'), wait=True,
+        with locked(self.work_dir / '.lock', wait=True,
                     what=f'cached stage {self.prefix + stage} ({self.work_dir})'):
             return self._run(stage, step, num_iters, state)
 

@@ -133,6 +133,7 @@ def validate(spec: RunSpec) -> Config:
     if not isinstance(spec.seed, int) or spec.seed < 0:
         raise ValueError(f'--seed {spec.seed!r}: expected an integer >= 0')
     cfg = compose_config(spec.method, spec.net, spec.profile, spec.overrides)
+    build(METHODS, cfg.method)          # the method's own checks of its options (e.g. target_fraction)
     if cfg.net.get('pretrained'):
         from udabench.methods.networks import read_state_dict
         read_state_dict(cfg.net['pretrained'])

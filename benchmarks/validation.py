@@ -103,7 +103,8 @@ def _image_size(v):
 
 
 #: (dotted-key pattern, check, what is expected): every key of the composed config matching a
-#: pattern is checked, so a bad config file is caught as well as a bad ``--set``.
+#: pattern is checked, so a bad config file is caught as well as a bad ``--set``. (Methods check
+#: their own options when built, before training: e.g. ``method.target_fraction``.)
 RANGES = (
     ('profile.image_size', _image_size, 'an integer 4*2^k >= 8 (8, 16, 32, 64, 128, ...)'),
     ('profile.counts.*', lambda v: v is None or _positive_int(v), 'None (all images) or an integer >= 1'),
@@ -116,7 +117,6 @@ RANGES = (
     ('profile.depth', _positive_int, 'an integer >= 1'),
     ('*epochs', lambda v: _number(v) and v > 0, 'a number > 0'),
     ('*.lr', lambda v: _number(v) and v > 0, 'a number > 0'),
-    ('*target_fraction', lambda v: _number(v) and 0 <= v <= 1, 'a number in [0, 1]'),
     ('*momentum', lambda v: _number(v) and 0 <= v <= 1, 'a number in [0, 1]'),
     ('*.ssl_cap', lambda v: _number(v) and 0 <= v <= 1, 'a number in [0, 1]'),
     ('*weight_decay', lambda v: _number(v) and v >= 0, 'a number >= 0'),

@@ -140,7 +140,7 @@ CASES = [
     ('set_batch_size_zero', setting('profile.seg_batch_size=0'), ValueError, 'seg_batch_size'),
     ('set_image_size_odd', setting('profile.image_size=33'), ValueError, '4\\*2\\^k'),
     ('set_count_zero', setting('profile.counts.hand=0'), ValueError, 'profile.counts.hand'),
-    ('set_fraction_above_one', setting('method.target_fraction=1.5'), ValueError, 'target_fraction'),
+    ('set_fraction_above_one', lambda tmp: validate(spec(tmp, method='advent', overrides={'method.target_fraction': 1.5})), ValueError, 'method.target_fraction must be in'),
     ('set_lr_negative', setting('method.optimizer.lr=-1.0'), ValueError, 'method.optimizer.lr'),
     ('set_bool_as_int', setting('method.freeze_bn=1'), ValueError, 'True or False'),
     ('set_without_equals', lambda tmp: parse_overrides(['oops']), ValueError, 'key=value'),
