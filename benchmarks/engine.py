@@ -80,19 +80,24 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=None)
-def code_version() -> str:
-    """Hash of every ``.py`` file (path and content) of the packages udabench runs: ``benchmarks/``
-    (configs included), ``methods/`` and ``datasets/``. Any code edit gives new stage keys."""
-    import udabench.datasets
-    import udabench.methods
+def hash_sources(folders) -> str:
+    """Hash of every ``.py`` file (path relative to its folder, and content) under ``folders``."""
     digest = hashlib.sha256()
-    for package in (Path(__file__).resolve().parent, Path(udabench.methods.__file__).resolve().parent,
-                    Path(udabench.datasets.__file__).resolve().parent):
-        for path in sorted(package.rglob('*.py')):
-            digest.update(f'{package.name}/{path.relative_to(package).as_posix()}\0'.encode())
+    for folder in map(Path, folders):
+        for path in sorted(folder.rglob('*.py')):
+            digest.update(f'{folder.name}/{path.relative_to(folder).as_posix()}\0'.encode())
             digest.update(path.read_bytes() + b'\0')
     return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """``hash_sources`` of the packages udabench runs: ``benchmarks/`` (configs included),
+    ``methods/`` and ``datasets/``. Any code edit gives new stage keys."""
+    import udabench.datasets
+    import udabench.methods
+    return hash_sources([Path(__file__).resolve().parent, Path(udabench.methods.__file__).resolve().parent,
+                         Path(udabench.datasets.__file__).resolve().parent])
 
 
 class TrainingDiverged(RuntimeError):

@@ -92,6 +92,15 @@ def test_cache_keys_follow_the_data_content_threads_code_and_config():
     assert len({base, key(changed), key(images, threads=2), key(images, code_version='b')}) == 4
 
 
+def test_the_code_version_changes_with_any_source_file(tmp_path):
+    (tmp_path / 'pkg' / 'sub').mkdir(parents=True)
+    (tmp_path / 'pkg' / 'sub' / 'losses.py').write_text('w = 1\n')
+    before = engine.hash_sources([tmp_path / 'pkg'])
+    (tmp_path / 'pkg' / 'sub' / 'losses.py').write_text('w = 2\n')
+    assert engine.hash_sources([tmp_path / 'pkg']) != before
+    assert len(engine.code_version()) == 16
+
+
 def _spec(tmp_path, method='advent', **kwargs):
     from udabench.runner import RunSpec
     root = kwargs.pop('root', tmp_path)
