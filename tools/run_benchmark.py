@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 
+from udabench.results import describe_result
 from udabench.runner import (TARGETS, RunSpec, compose_config, describe_registries, grid_points,
                              parse_overrides, point_tag, run)
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
                                seed=seed, data_root=args.data_root, overrides={**overrides, **point}, tag=tag, study=args.study,
                                results_dir=args.results_dir, work_dir=args.work_dir, device=args.device,
                                progress=not args.no_progress)
-                print(run(spec, force=args.force))
+                print(describe_result(run(spec, force=args.force)))   # also for a run that exists
     except (KeyError, ValueError, FileNotFoundError, OSError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
