@@ -26,12 +26,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import submitit
+import torch
 from mmengine.config import Config
 from submitit.helpers import Checkpointable
 
 from udabench import datasets as data_registry
 
-from .runner import RunSpec, compose_config, data_source_label, grid_points, point_tag, result_path
+from .runner import RunSpec, compose_config, data_source_label, grid_points, point_tag, result_path, run
 
 PLAN_DIR = Path(__file__).resolve().parent / 'plans'
 GROUP_KEYS = {'table', 'methods', 'nets', 'targets', 'seeds', 'study', 'grid', 'variants'}
@@ -152,10 +153,6 @@ class RunJob(Checkpointable):
         self.threads = threads
 
     def __call__(self) -> dict:
-        import torch
-
-        from .runner import run
-        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(self.threads)
         torch.set_num_threads(self.threads)
         path = run(self.spec)
         return dict(key=run_key(self.spec), result=str(path), metrics=json.loads(Path(path).read_text())['metrics'])
@@ -181,35 +178,36 @@ def launch(todo: list[RunSpec], launcher: str, log_dir: Path, threads: int, time
         return [(run_key(job.spec), _outcome(executor.submit(job))) for job in jobs]
     if launcher == 'slurm':
         executor = submitit.SlurmExecutor(log_dir / '%j', max_num_timeout=max_requeues)
-        executor.update_parameters(**slurm_parameters(threads, timeout_min, slurm or {}))
+        executor.update_parameters(**slurm_parameters(threads, timeout_min, signal_delay_s, slurm or {}))
         with executor.batch():                          # one job array
             submitted = [executor.submit(job) for job in jobs]
         return [(run_key(job.spec), _outcome(s) if wait else s) for job, s in zip(jobs, submitted)]
     if launcher != 'local':
         raise ValueError(f'unknown launcher {launcher!r}; expected local, slurm or debug')
-    # Children inherit the environment: one (or ``threads``) BLAS/OpenMP threads per run.
-    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
     executor = submitit.LocalExecutor(log_dir / '%j', max_num_timeout=max_requeues)
     executor.update_parameters(timeout_min=timeout_min, signal_delay_s=signal_delay_s)
     parallel = max(1, (cores or os.cpu_count() or 1) // threads)
     queue, running, out = list(jobs), [], {}
-    while queue or running:
-        while queue and len(running) < parallel:
-            job = queue.pop(0)
-            running.append((job, executor.submit(job)))
-        for job, sub in list(running):
-            if sub.done():
-                running.remove((job, sub))
-                out[run_key(job.spec)] = _outcome(sub)
-        time.sleep(poll_s)
+    # The job processes inherit the environment: ``threads`` BLAS/OpenMP threads each.
+    with submitit.helpers.environment_variables(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads):
+        while queue or running:
+            while queue and len(running) < parallel:
+                job = queue.pop(0)
+                running.append((job, executor.submit(job)))
+            for job, sub in list(running):
+                if sub.done():
+                    running.remove((job, sub))
+                    out[run_key(job.spec)] = _outcome(sub)
+            time.sleep(poll_s)
     return [(run_key(job.spec), out[run_key(job.spec)]) for job in jobs]
 
 
-def slurm_parameters(threads: int, timeout_min: float, extra: dict) -> dict:
+def slurm_parameters(threads: int, timeout_min: float, signal_delay_s: int, extra: dict) -> dict:
     """sbatch parameters of a sweep: one task of ``threads`` CPUs per run, the time limit, a USR2
-    signal ``signal_delay_s`` before it (submitit then checkpoints and requeues), the array cap."""
+    signal ``signal_delay_s`` before it (submitit then checkpoints and requeues), the array cap
+    (16 unless ``extra`` says otherwise); ``extra`` overrides any of them."""
     return dict(dict(job_name='udabench', time=int(timeout_min), cpus_per_task=threads, ntasks_per_node=1,
-                     signal_delay_s=120, array_parallelism=16,
+                     signal_delay_s=signal_delay_s, array_parallelism=16,
                      setup=[f'export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}']), **extra)
 
 

@@ -122,7 +122,7 @@ def test_slurm_array_sbatch_script(tmp_path, monkeypatch):
                         slurm=dict(array_parallelism=3, partition='cpu'), wait=False)
     assert [j.job_id for _, j in jobs] == [f'4242_{i}' for i in range(4)]
     script = (tmp_path / 'submitted.sh').read_text()
-    for line in ('#SBATCH --array=0-3%3', '#SBATCH --time=90', '#SBATCH --signal=USR2@120',
+    for line in ('#SBATCH --array=0-3%3', '#SBATCH --time=90', '#SBATCH --signal=USR2@60',
                  '#SBATCH --cpus-per-task=2', '#SBATCH --partition=cpu', 'export OMP_NUM_THREADS=2'):
         assert line in script, script
     assert 'submitit.core._submit' in script
