@@ -66,8 +66,8 @@ def test_dry_run_estimates_cpu_time_from_earlier_result_files(tmp_path, capsys):
                                        wall_time_s=dict(fit=9.0, total=10.0))))
     assert main(_cli(tmp_path, '--plan', 'smoke', '--dry-run', '--cores', '2')) == 0
     out = capsys.readouterr().out
-    assert out.count('20 CPU-s') == 4 and 'smoke/main/source_only/hand/unet/seed1' in out
-    assert '4 of 4 runs to make' in out and '80 CPU-s' in out
+    assert out.count('20 CPU-s') == 3 and 'smoke/main/source_only/hand/unet/seed1' in out
+    assert '3 of 3 runs to make' in out and '60 CPU-s' in out
     assert not (tmp_path / 'work').exists()                     # nothing ran
 
 
@@ -76,13 +76,14 @@ def test_local_sweep_writes_every_result_then_submits_nothing(tmp_path, capsys):
     assert main(_cli(tmp_path, '--plan', 'smoke', '--launcher', 'local', '--cores', '2', '--timeout-min', '5')) == 0
     plan = sweep.expand(sweep.load_plan('smoke'), **_paths(tmp_path))
     results = [sweep.expected_result(s) for s in plan]
-    assert len(results) == 4 and all(p.exists() for p in results)
+    assert len(results) == 3 and all(p.exists() for p in results)
     assert {json.loads(p.read_text())['threads'] for p in results} == {1}
-    assert 'Source Only' in (tmp_path / 'tables' / 'smoke_synthetic' / 'table2.md').read_text()
+    table2 = (tmp_path / 'tables' / 'smoke_synthetic' / 'table2.md').read_text()
+    assert 'Source Only' in table2 and ' ± ' in table2 and '(n=' not in table2      # three seeds: mean ± std
     jobs = set(os.listdir(tmp_path / 'work' / 'sweep' / 'smoke'))
     capsys.readouterr()
     assert main(_cli(tmp_path, '--plan', 'smoke', '--launcher', 'local', '--cores', '2')) == 0
-    assert '0 of 4 runs to make' in capsys.readouterr().out
+    assert '0 of 3 runs to make' in capsys.readouterr().out
     assert set(os.listdir(tmp_path / 'work' / 'sweep' / 'smoke')) == jobs      # no job submitted
 
 
@@ -119,10 +120,10 @@ def test_slurm_array_sbatch_script(tmp_path, monkeypatch):
     monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
     specs = sweep.expand(sweep.load_plan('smoke'), **_paths(tmp_path))
     jobs = sweep.launch(specs, 'slurm', tmp_path / 'log', threads=2, timeout_min=90, max_requeues=4,
-                        slurm=dict(array_parallelism=3, partition='cpu'), wait=False)
-    assert [j.job_id for _, j in jobs] == [f'4242_{i}' for i in range(4)]
+                        slurm=dict(array_parallelism=2, partition='cpu'), wait=False)
+    assert [j.job_id for _, j in jobs] == [f'4242_{i}' for i in range(3)]
     script = (tmp_path / 'submitted.sh').read_text()
-    for line in ('#SBATCH --array=0-3%3', '#SBATCH --time=90', '#SBATCH --signal=USR2@60',
+    for line in ('#SBATCH --array=0-2%2', '#SBATCH --time=90', '#SBATCH --signal=USR2@60',
                  '#SBATCH --cpus-per-task=2', '#SBATCH --partition=cpu', 'export OMP_NUM_THREADS=2'):
         assert line in script, script
     assert 'submitit.core._submit' in script
