@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
     try:
         plan = sweep.load_plan(args.plan)
-        index, count = (int(x) for x in args.shard.split('/'))
+        index, count = _shard(args.shard)
         runs = sweep.shard(sweep.expand(plan, data_root=args.data_root, results_dir=args.results_dir,
                                         work_dir=args.work_dir, synthetic_cache=args.synthetic_cache), index, count)
         slurm = {k: _literal(v) for k, v in (p.split('=', 1) for p in args.slurm)}
@@ -62,9 +62,13 @@ def main(argv=None) -> int:
         print(sweep.dry_run_report(runs, todo, Path(args.results_dir), args.cores, threads))
         return 0
     print(f'plan {args.plan}, shard {args.shard}: {len(todo)} of {len(runs)} runs to make')
-    outcomes = sweep.launch(todo, args.launcher, Path(args.work_dir) / 'sweep' / Path(args.plan).stem, threads,
-                            timeout_min, cores=args.cores, max_requeues=args.max_requeues, slurm=slurm,
-                            wait=not args.no_wait)
+    try:
+        outcomes = sweep.launch(todo, args.launcher, Path(args.work_dir) / 'sweep' / Path(args.plan).stem, threads,
+                                timeout_min, cores=args.cores, max_requeues=args.max_requeues, slurm=slurm,
+                                wait=not args.no_wait)
+    except (RuntimeError, ValueError) as err:     # e.g. no srun on PATH, an unknown sbatch parameter
+        print(f'error: --launcher {args.launcher}: {err}', file=sys.stderr)
+        return 2
     failed = [(key, out) for key, out in outcomes if isinstance(out, Exception)]
     for key, err in failed:
         print(f'FAILED {key}: {type(err).__name__}: {err}', file=sys.stderr)
@@ -73,6 +77,14 @@ def main(argv=None) -> int:
         return 0
     rc = make_tables.main(['--results', args.results_dir, '--out', args.tables]) if Path(args.results_dir).exists() else 0
     return 1 if failed else rc
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split('/'))
+    except ValueError:
+        raise ValueError(f'--shard expects I/N (0-based, e.g. 0/2), got {text!r}') from None
+    return index, count
 
 
 def _literal(value: str):
