@@ -2,11 +2,13 @@
 
 Each table is built per (profile, data source) group so that a synthetic number never shares a
 table with a real one; the caption names both. A cell is the mean (± std over seeds when there
-are several) of the chosen metric; a missing run is shown as missing, never filled, and a run
-that diverged (a failure record) as ``failed`` (with a count beside the mean when only some seeds
-failed). For methods
-with a grid, the point with the best mean *selection metric* is chosen, and the table's notes
-say which criterion chose each cell.
+are several, with n shown when n < 3) of the chosen metric; a missing run is shown as missing,
+never filled, and a run that diverged (a failure record) as ``failed`` (with a count beside the
+mean when only some seeds failed); a cell whose runs come from different code versions is refused
+with an error naming the files. For methods with a grid, the point with the best mean *selection
+metric* is chosen, and the table's notes say which criterion chose each cell. ``delta_table`` gives
+each method's paired difference to Source Only (and to its fine-tuning control, where the
+``controls`` study has one).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 TARGET_NAMES = {'snv': 'SNV', 'hand': 'Hand Gesture'}
 NET_NAMES = {'unet': 'UNet', 'deeplabv3plus': 'DeepLabv3+', 'fpn': 'FPN', 'linknet': 'Linknet', 'pspnet': 'PSPNet'}
@@ -23,13 +26,20 @@ METHOD_NAMES = {'source_only': 'Source Only', 'adaptsegnet': 'AdaptSegNet', 'adv
 TABLE2_METHODS = ('source_only', 'adaptsegnet', 'advent', 'minent', 'clan', 'bdl', 'dise', 'dada', 'glss')
 MISSING = '–'
 FAILED = 'failed'
+SIGNIFICANT = '*'
 
 
 def _target_key(record) -> str:
     return record['target'].replace('synth_', '')
 
 
+def _n(count: int) -> str:
+    """The number of seeds behind a cell, shown only when it is below the planned three."""
+    return f' (n={count})' if count < 3 else ''
+
+
 def _cell(values: list[float]) -> str:
+    """mean ± sample std over the seeds present (n shown when n < 3); NaN values are failed runs."""
     failed = sum(1 for v in values if np.isnan(v))     # NaN: a failure record (``_values``)
     values = [v for v in values if not np.isnan(v)]
     if failed:
@@ -37,8 +47,63 @@ def _cell(values: list[float]) -> str:
     if not values:
         return MISSING
     if len(values) == 1:
-        return f'{values[0]:.3f}'
-    return f'{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (n={len(values)})'
+        return f'{values[0]:.3f}{_n(1)}'
+    return f'{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}{_n(len(values))}'
+
+
+def code_version(record: dict) -> str:
+    """The code version a run was made with: ``code_version`` when the result file has it, else its
+    git commit without the ``+dirty`` suffix."""
+    if record.get('code_version'):
+        return str(record['code_version'])
+    return str(record.get('git_commit', 'unknown')).removesuffix('+dirty')
+
+
+def _name(record: dict) -> str:
+    return record.get('_path') or (f"{record['method']} {record['target']} {record['net']} seed {record['seed']}"
+                                   + (f" tag {record['tag']}" if record.get('tag') else ''))
+
+
+def check_one_version(records: list[dict]) -> None:
+    """Refuse (ValueError naming the files) a cell whose runs come from different code versions."""
+    by_version = defaultdict(list)
+    for r in records:
+        by_version[code_version(r)].append(_name(r))
+    if len(by_version) > 1:
+        listing = '; '.join(f'{v}: {", ".join(names)}' for v, names in sorted(by_version.items()))
+        raise ValueError(f'a table cell mixes runs from {len(by_version)} code versions, refusing to average '
+                         f'them (re-make the older runs): {listing}')
+
+
+def paired_delta(runs: list[dict], reference: list[dict], split: str = 'target_all',
+                 metric: str = 'iou') -> dict | None:
+    """Mean over seeds of (run − reference run of the same seed), with a 95 % Student-t interval.
+
+    Returns ``dict(n, mean, low, high)`` (``low``/``high`` None when n < 2) or None when no seed is
+    in both.
+    """
+    ref = {r['seed']: r['metrics'][split][metric] for r in reference if split in r['metrics']}
+    diffs = [r['metrics'][split][metric] - ref[r['seed']] for r in sorted(runs, key=lambda r: r['seed'])
+             if split in r['metrics'] and r['seed'] in ref]
+    if not diffs:
+        return None
+    n, mean = len(diffs), float(np.mean(diffs))
+    if n < 2:
+        return dict(n=n, mean=mean, low=None, high=None)
+    half = stats.t.ppf(0.975, n - 1) * np.std(diffs, ddof=1) / np.sqrt(n)
+    return dict(n=n, mean=mean, low=mean - half, high=mean + half)
+
+
+def _delta_cell(delta: dict | None) -> str:
+    """'+0.050 [+0.010, +0.090] *' (* where the interval excludes 0), n shown when n < 3."""
+    if delta is None:
+        return MISSING
+    text = f"{delta['mean']:+.3f}"
+    if delta['low'] is not None:
+        text += f" [{delta['low']:+.3f}, {delta['high']:+.3f}]"
+        if delta['low'] > 0 or delta['high'] < 0:
+            text += f' {SIGNIFICANT}'
+    return text + _n(delta['n'])
 
 
 def select(records: list[dict], split: str, criterion: str = 'target_all') -> tuple[list[dict], str]:
@@ -61,7 +126,8 @@ def select(records: list[dict], split: str, criterion: str = 'target_all') -> tu
 
 
 def _values(records, split, metric):
-    """The metric of each record that has it; NaN for each failed run."""
+    """The metric of each record that has it; NaN for each failed run (one code version only)."""
+    check_one_version(records)
     return [r['metrics'][split][metric] if split in r['metrics'] else float('nan') for r in records
             if split in r['metrics'] or r.get('status') == 'failed']
 
@@ -89,28 +155,71 @@ def table1(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient='index')
 
 
-def table2(records: list[dict], criterion: str = 'target_all') -> tuple[pd.DataFrame, list[str]]:
-    """Seed 002 Table 2: UDA on the whole target set, UNet and DeepLabv3+, IoU and Dice."""
-    rows, notes = {}, []
+def table2_cells(records: list[dict], criterion: str = 'target_all'):
+    """Each Table 2 cell as (method, target, net, chosen records, chosen tag, number of grid points)."""
     for method in TABLE2_METHODS:
-        row = {}
         for target in TARGET_NAMES:
             for net in ('unet', 'deeplabv3plus'):
                 cell = [r for r in records if r['method'] == method and r['net'] == net
                         and _target_key(r) == target and r.get('study', 'main') == 'main']
+                check_one_version(cell)
                 chosen, tag = select(cell, 'target_all', criterion)
-                points = len({r.get('tag', '') for r in cell})
-                if points > 1:
-                    notes.append(f'{METHOD_NAMES[method]}, {TARGET_NAMES[target]}, {NET_NAMES[net]}: best of '
-                                 f'{points} runs by mean IoU on {criterion}: {tag or "the default configuration"}')
-                for metric in ('iou', 'dice'):
-                    row[(TARGET_NAMES[target], NET_NAMES[net], 'IoU' if metric == 'iou' else 'Dice')] = \
-                        _cell(_values(chosen, 'target_all', metric))
-        if any(v != MISSING for v in row.values()):
-            rows[METHOD_NAMES[method]] = row
+                yield method, target, net, chosen, tag, len({r.get('tag', '') for r in cell})
+
+
+def table2(records: list[dict], criterion: str = 'target_all') -> tuple[pd.DataFrame, list[str]]:
+    """Seed 002 Table 2: UDA on the whole target set, UNet and DeepLabv3+, IoU and Dice."""
+    rows, notes = defaultdict(dict), []
+    for method, target, net, chosen, tag, points in table2_cells(records, criterion):
+        if points > 1:
+            notes.append(f'{METHOD_NAMES[method]}, {TARGET_NAMES[target]}, {NET_NAMES[net]}: best of '
+                         f'{points} runs by mean IoU on {criterion}: {tag or "the default configuration"}')
+        for metric in ('iou', 'dice'):
+            rows[METHOD_NAMES[method]][(TARGET_NAMES[target], NET_NAMES[net], 'IoU' if metric == 'iou' else 'Dice')] = \
+                _cell(_values(chosen, 'target_all', metric))
+    rows = {m: row for m, row in rows.items() if any(v != MISSING for v in row.values())}
     frame = pd.DataFrame.from_dict(rows, orient='index')
     if not frame.empty:
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame, notes
+
+
+BASELINE = 'source_only'
+#: Tag of the fine-tuning control in the ``controls`` study: the method with every target weight 0,
+#: same method, target, net and seed as the run it is read against.
+FINETUNE_TAG = 'finetune'
+
+
+def delta_table(records: list[dict], criterion: str = 'target_all',
+                finetune_tag: str = FINETUNE_TAG) -> tuple[pd.DataFrame, list[str]]:
+    """Beside Table 2: per method and cell, the paired target-IoU difference to Source Only (same
+    seed, same Source Only network) with its 95 % t interval; and, where the ``controls`` study holds
+    the method's fine-tuning control (tag ``finetune_tag``), the same against that control."""
+    cells = list(table2_cells(records, criterion))
+    baseline = {(t, n): chosen for m, t, n, chosen, _, _ in cells if m == BASELINE}
+    controls = [r for r in records if r.get('study') == 'controls' and r.get('tag') == finetune_tag]
+    rows, notes = defaultdict(dict), []
+    for method, target, net, chosen, _, _ in cells:
+        if method == BASELINE or not chosen:
+            continue
+        where = (TARGET_NAMES[target], NET_NAMES[net])
+        rows[METHOD_NAMES[method]][(*where, 'vs Source Only')] = _delta_cell(
+            paired_delta(chosen, baseline[(target, net)]))
+        control = [r for r in controls if r['method'] == method and r['net'] == net and _target_key(r) == target]
+        if control:
+            check_one_version(control)
+            rows[METHOD_NAMES[method]][(*where, 'vs fine-tuning')] = _delta_cell(paired_delta(chosen, control))
+    frame = pd.DataFrame.from_dict(rows, orient='index')
+    if not frame.empty:
+        frame = frame.fillna(MISSING)
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+        frame = frame[sorted(frame.columns, key=lambda c: (list(TARGET_NAMES.values()).index(c[0]),
+                                                           c[1] != 'UNet', c[2] != 'vs Source Only'))]
+        notes.append('Each cell: mean over seeds of (method − reference) with the same seed, [95 % interval, '
+                     'Student t over seeds, n − 1 degrees of freedom], ' + SIGNIFICANT + ' where the interval '
+                     'excludes 0; n shown when below 3; the grid point is the one Table 2 shows.')
+        if not controls:
+            notes.append(f'No fine-tuning control (study controls, tag {finetune_tag}) among the result files.')
     return frame, notes
 
 
@@ -237,11 +346,16 @@ def seed_table(records: list[dict]) -> pd.DataFrame:
 def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> dict:
     """Every table of one (profile, data source) group: name -> (frame, caption, notes)."""
     t2, notes = table2(records, criterion)
-    return {'table1': (table1(records), f'Table 1: supervised on target, 80/20 split ({where})', []),
-            'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set ({where})', notes),
-            'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU ({where})', []),
+    deltas, delta_notes = delta_table(records, criterion)
+    stat = 'mean ± std over seeds, n shown when below 3'
+    return {'table1': (table1(records), f'Table 1: supervised on target, 80/20 split, {stat} ({where})', []),
+            'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set, {stat} ({where})', notes),
+            'table2_deltas': (deltas, 'Table 2, paired differences: target IoU of each method minus Source Only '
+                              '(and minus its fine-tuning control) on the same seed, with 95 % Student-t '
+                              f'intervals over seeds ({where})', delta_notes),
+            'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU, {stat} ({where})', []),
             'target_fraction': (fraction_table(records), 'Supplement Table 1: target IoU vs fraction of target data '
-                                f'used in training ({where})',
+                                f'used in training, {stat} ({where})',
                                 [f'{FRACTION_REFERENCE}: the untagged Table 2 run of the same default configuration, '
                                  'with 100 % of the target for the baselines and 0 % for GLSS (VAE on the source only).']),
             'seed_spread': (seed_table(records), f'Seed spread: target IoU over seeds, same configuration ({where})', [])}

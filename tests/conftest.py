@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-# The command-line tools are scripts, not package modules: load make_tables for the tests.
+# The command-line tools are scripts, not package modules: load them as tools_<name> for the tests.
 TOOLS = Path(__file__).resolve().parent.parent / 'tools'
 
 
 def pytest_configure(config):
-    for name in ('make_tables', 'run_benchmark'):
+    for name in ('make_tables', 'run_benchmark', 'sweep'):
         spec = importlib.util.spec_from_file_location(f'tools_{name}', TOOLS / f'{name}.py')
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

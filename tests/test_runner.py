@@ -64,3 +64,20 @@ def test_source_network_does_not_depend_on_the_caller_rng(tmp_path):
         torch.rand(caller_draws)          # a method's own networks consume the global RNG first
         weights.append(source_network(ctx).state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_run_benchmark_on_an_existing_result_prints_its_numbers(tmp_path, monkeypatch, capsys):
+    import json
+
+    import tools_run_benchmark
+    path = tmp_path / 'hand_unet_seed2.json'
+    path.write_text(json.dumps(dict(
+        method='source_only', target='hand', net='unet', profile='cpu', seed=2, tag='', data_source='synthetic',
+        git_commit='0123abc', finished='2026-11-23T20:00:00+0000',
+        metrics={'target_all': {'iou': 0.41234, 'dice': 0.5839}, 'target_test': {'iou': 0.4, 'dice': 0.57}})))
+    monkeypatch.setattr(tools_run_benchmark, 'run', lambda spec, force=False: path)   # "exists: skipped"
+    assert tools_run_benchmark.main(['--method', 'source_only', '--target', 'hand', '--net', 'unet',
+                                     '--seed', '2']) == 0
+    out = capsys.readouterr().out
+    for text in ('target_all: IoU 0.4123  Dice 0.5839', 'seed 2', '0123abc', 'data: synthetic', str(path)):
+        assert text in out, out

@@ -13,8 +13,8 @@ def test_table4_puts_each_ablation_point_in_its_row():
     frame = table4([record('glss_ablation', 'hand', 0.7, study='ablation', overrides=on),
                     record('glss_ablation', 'snv', 0.4, study='ablation', overrides=no_ls)])
     full = frame[(frame.Edge == 'x') & (frame.L_p == 'x') & (frame.LS == 'x')].iloc[0]
-    assert full['Hand Gesture IoU'] == '0.700' and full['SNV IoU'] == MISSING
-    assert frame[(frame.Edge == 'x') & (frame.L_p == 'x') & (frame.LS == '')].iloc[0]['SNV IoU'] == '0.400'
+    assert full['Hand Gesture IoU'] == '0.700 (n=1)' and full['SNV IoU'] == MISSING
+    assert frame[(frame.Edge == 'x') & (frame.L_p == 'x') & (frame.LS == '')].iloc[0]['SNV IoU'] == '0.400 (n=1)'
     assert len(frame) == 8
 
 
@@ -22,7 +22,7 @@ def test_fraction_table_rows_per_fraction():
     frame = fraction_table([record('dada', 'snv', 0.3, study='fraction', method_cfg={'target_fraction': 0.4}),
                             record('glss', 'snv', 0.5, study='fraction', method_cfg={'target_fraction': 0.4})])
     row = frame.loc[('SNV', 'DeepLabv3+', '40 %')]
-    assert row['DADA'] == '0.300' and row['GLSS'] == '0.500' and row['BDL'] == MISSING
+    assert row['DADA'] == '0.300 (n=1)' and row['GLSS'] == '0.500 (n=1)' and row['BDL'] == MISSING
     assert frame.loc[('SNV', 'DeepLabv3+', '60 %')]['DADA'] == MISSING
 
 
@@ -30,7 +30,7 @@ def test_fraction_table_reference_row_is_the_untagged_table2_run():
     grid_point = {**record('dada', 'snv', 0.9), 'tag': 'lambda_seg=0.5'}
     frame = fraction_table([record('dada', 'snv', 0.3, study='fraction', method_cfg={'target_fraction': 0.4}),
                             record('dada', 'snv', 0.35), grid_point, record('glss', 'hand', 0.6)])
-    assert frame.loc[('SNV', 'DeepLabv3+', FRACTION_REFERENCE)]['DADA'] == '0.350'
+    assert frame.loc[('SNV', 'DeepLabv3+', FRACTION_REFERENCE)]['DADA'] == '0.350 (n=1)'
     assert frame.loc[('SNV', 'DeepLabv3+', FRACTION_REFERENCE)]['GLSS'] == MISSING   # other target
     md, _ = render(frame, 'caption')
     assert '| SNV ' in md and "('SNV'" not in md        # index levels become columns, not tuples
@@ -40,13 +40,85 @@ def test_seed_table_mean_std_and_range():
     frame = seed_table([record('source_only', 'hand', v, seed=s, study='seeds') for s, v in enumerate((0.2, 0.4, 0.6))]
                        + [record('source_only', 'hand', 0.9, study='main')])        # other studies are ignored
     cell = frame.loc[('Source Only', 'DeepLabv3+')]['Hand Gesture IoU']
-    assert cell == f'0.400 ± {0.2:.3f} (n=3) [0.200, 0.600]'
+    assert cell == f'0.400 ± {0.2:.3f} [0.200, 0.600]'
 
 
 def test_table2_notes_which_run_of_a_grid_chose_the_cell():
     point = {**record('adaptsegnet', 'snv', 0.5), 'tag': 'lambda_adv_target1=0.001'}
     frame, notes = table2([record('adaptsegnet', 'snv', 0.4), point, record('adaptsegnet', 'hand', 0.3)])
-    assert frame.loc['AdaptSegNet', ('SNV', 'DeepLabv3+', 'IoU')] == '0.500'
+    assert frame.loc['AdaptSegNet', ('SNV', 'DeepLabv3+', 'IoU')] == '0.500 (n=1)'
     assert notes == ['AdaptSegNet, SNV, DeepLabv3+: best of 2 runs by mean IoU on target_all: lambda_adv_target1=0.001']
     _, notes = table2([record('adaptsegnet', 'snv', 0.6), point])
     assert notes[0].endswith('the default configuration')
+
+
+def test_cells_show_mean_std_and_n_below_three():
+    from udabench.tables import _cell
+    assert _cell([0.5]) == '0.500 (n=1)'
+    assert _cell([0.4, 0.6]) == f'0.500 ± {0.1414:.3f} (n=2)'
+    assert _cell([0.4, 0.5, 0.6]) == '0.500 ± 0.100'
+
+
+def _seeded(method, ious, target='hand', net='unet', **kw):
+    return [{**record(method, target, v, net=net, seed=s, **kw), 'git_commit': 'abc'} for s, v in enumerate(ious)]
+
+
+def test_paired_delta_against_a_hand_computed_t_interval():
+    from udabench.tables import delta_table, paired_delta
+    # differences per seed: +0.10, +0.15, +0.20 -> mean 0.15, sd 0.05, t(0.975, 2) = 4.302653
+    so = _seeded('source_only', (0.30, 0.50, 0.10))
+    glss = _seeded('glss', (0.40, 0.65, 0.30))
+    d = paired_delta(glss, so)
+    half = 4.302653 * 0.05 / 3 ** 0.5                              # 0.124: [+0.026, +0.274]
+    assert d['n'] == 3 and abs(d['mean'] - 0.15) < 1e-12
+    assert abs(d['low'] - (0.15 - half)) < 1e-6 and abs(d['high'] - (0.15 + half)) < 1e-6
+    # unpaired, the spread of Source Only (sd 0.2) would hide it; paired, the interval excludes 0
+    frame, notes = delta_table(so + glss)
+    assert frame.loc['GLSS', ('Hand Gesture', 'UNet', 'vs Source Only')] == '+0.150 [+0.026, +0.274] *'
+    assert 'Student t' in notes[0] and 'fine-tuning control' in notes[1]
+
+
+def test_paired_delta_pairs_by_seed_and_marks_only_intervals_excluding_zero():
+    from udabench.tables import delta_table
+    so = _seeded('source_only', (0.30, 0.50, 0.10))
+    advent = _seeded('advent', (0.35, 0.40))                  # seed 2 missing: two pairs, +0.05 and -0.10
+    frame, _ = delta_table(so + advent)
+    cell = frame.loc['AdvEnt', ('Hand Gesture', 'UNet', 'vs Source Only')]
+    assert cell.startswith('-0.025 [') and '*' not in cell and cell.endswith('(n=2)')
+    one, _ = delta_table(so + _seeded('clan', (0.9,)))
+    assert one.loc['CLAN', ('Hand Gesture', 'UNet', 'vs Source Only')] == '+0.600 (n=1)'   # no interval from one seed
+
+
+def test_delta_against_the_finetuning_control_of_the_controls_study():
+    from udabench.tables import FINETUNE_TAG, delta_table
+    so = _seeded('source_only', (0.30, 0.50, 0.10))
+    bdl = _seeded('bdl', (0.40, 0.60, 0.20))
+    control = [{**r, 'tag': FINETUNE_TAG} for r in _seeded('bdl', (0.40, 0.60, 0.20), study='controls')]
+    frame, notes = delta_table(so + bdl + control)
+    assert frame.loc['BDL', ('Hand Gesture', 'UNet', 'vs Source Only')] == '+0.100 [+0.100, +0.100] *'
+    assert frame.loc['BDL', ('Hand Gesture', 'UNet', 'vs fine-tuning')] == '+0.000 [+0.000, +0.000]'
+    assert len(notes) == 1
+
+
+def test_a_cell_mixing_code_versions_is_refused_with_the_files_named(tmp_path):
+    import json
+
+    import pytest
+
+    from tools_make_tables import main as make_tables
+    from udabench.tables import code_version, table2
+    runs = _seeded('source_only', (0.3, 0.5))
+    runs[1]['git_commit'] = 'def+dirty'
+    runs[0]['_path'], runs[1]['_path'] = 'a.json', 'b.json'
+    with pytest.raises(ValueError, match=r'code versions.*abc: a\.json; def: b\.json'):
+        table2(runs)
+    assert code_version({'git_commit': 'abc+dirty'}) == 'abc'
+    assert code_version({'git_commit': 'abc', 'code_version': 'v7'}) == 'v7'     # h12's field wins
+    runs[1]['git_commit'] = 'abc+dirty'                     # same code, a dirty tree: averaged
+    assert table2(runs)[0].loc['Source Only', ('Hand Gesture', 'UNet', 'IoU')].endswith('(n=2)')
+    runs[1]['code_version'] = 'other'
+    for i, r in enumerate(runs):
+        path = tmp_path / 'runs' / f'{i}.json'
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic', '_path': None}))
+    assert make_tables(['--results', str(tmp_path / 'runs'), '--out', str(tmp_path / 'tables')]) == 2

@@ -3,7 +3,9 @@
 
     python tools/make_tables.py [--results results/runs] [--out results/tables]
 
-One folder per (profile, data source) under --out; every caption names its data source.
+One folder per (profile, data source) under --out; every caption names its data source. Cells are
+mean ± std over seeds; `table2_deltas` holds each method's paired difference to Source Only (and to
+its fine-tuning control) with 95 % t intervals. A cell mixing code versions stops it with an error.
 """
 from __future__ import annotations
 
@@ -32,9 +34,14 @@ def main(argv=None) -> int:
         return 2
     for (profile, source), group in sorted(tables.groups(records).items()):
         folder = Path(args.out) / f'{profile}_{source.split(" ")[0]}'
-        folder.mkdir(parents=True, exist_ok=True)
         where = f'profile {profile}, data: {source}'
-        for name, (frame, caption, notes) in tables.build_all(group, where, args.select).items():
+        try:
+            built = tables.build_all(group, where, args.select)
+        except ValueError as err:          # e.g. a cell mixing code versions
+            print(f'error: {where}: {err}', file=sys.stderr)
+            return 2
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, (frame, caption, notes) in built.items():
             md, tex = tables.render(frame, caption, notes)
             (folder / f'{name}.md').write_text(md)
             (folder / f'{name}.tex').write_text(tex)

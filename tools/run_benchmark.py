@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 
+from udabench.results import describe_result
 from udabench.runner import (TARGETS, RunSpec, compose_config, describe_registries, grid_points,
                              parse_overrides, point_tag, run, run_status, validate)
 
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
             logging.getLogger('udabench').error('%s failed: %s: %s', what, type(err).__name__, err)
             failed.append(f'{what}: {type(err).__name__}: {err}')
             continue
-        print(path)
+        print(describe_result(path))   # the stored numbers, also for a run that exists
         if run_status(path) == 'failed':
             failed.append(f'{what}: {json.loads(path.read_text())["failure"]["message"]} (failure record {path})')
     if failed:

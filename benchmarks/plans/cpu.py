@@ -1,0 +1,32 @@
+# Every `cpu`-profile run behind the README's tables, as data: `python tools/sweep.py --plan cpu`
+# expands each group (methods x nets x targets x [grid points] x variants x seeds), skips runs whose
+# result file exists and launches the rest (see udabench.sweep). A group's keys: methods, nets,
+# targets, seeds (default: the plan's), study (default 'main'), grid (every point of the method's
+# declared grid), variants (a list of dict(tag=..., set={key: value}) run in turn), table (what the
+# runs are for). The runs are made with one thread each, two at a time on two cores: a run repeats
+# bit for bit with the same thread count, another count changes the summation order.
+profile = 'cpu'
+seeds = [0, 1, 2]
+threads = 1            # per run (OMP/MKL threads and torch.set_num_threads)
+timeout_min = 120      # per run, for the launcher; a timed-out run is requeued and resumes
+ADAPTATION = ['adaptsegnet', 'advent', 'clan', 'dada', 'glss', 'bdl', 'dise']
+groups = [
+    dict(table='Table 1', methods=['oracle'], nets=['unet', 'deeplabv3plus', 'fpn', 'linknet', 'pspnet'],
+         targets=['hand', 'snv']),
+    dict(table='Table 2', methods=['source_only'] + ADAPTATION, nets=['deeplabv3plus', 'unet'],
+         targets=['hand', 'snv']),
+    dict(table='Table 2 (AdaptSegNet grid, seed 000 §2.2)', methods=['adaptsegnet'], nets=['deeplabv3plus'],
+         targets=['hand', 'snv'], grid=True),
+    dict(table='Seed spread', methods=['source_only'], nets=['deeplabv3plus', 'unet'], targets=['hand', 'snv'],
+         study='seeds'),
+    dict(table='Table 4', methods=['glss_ablation'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
+         study='ablation'),
+    dict(table='Fig. 5', methods=['glss_ls_study'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
+         study='ls_iterations'),
+    dict(table='Supplement Table 1 (SNV)', methods=['adaptsegnet', 'bdl', 'clan', 'advent', 'dada', 'glss'],
+         nets=['deeplabv3plus'], targets=['snv'], study='fraction',
+         variants=[dict(tag=f'f{f}', set={'method.target_fraction': f}) for f in (0.6, 0.4, 0.2)]),
+    # Not in the plan (CPU time): the UNet grid of AdaptSegNet and the grids of BDL, DISE and DADA
+    # (add `grid=True` groups for them); Table 2 then takes the best point. The `controls` study
+    # (fine-tuning control, tag 'finetune', read by tables.delta_table) joins here once its configs land.
+]

@@ -1,0 +1,218 @@
+"""Plans and sweeps: every run behind the tables, as data, launched through submitit.
+
+A *plan* (``benchmarks/plans/<name>.py``, an mmengine config file) names a profile, seeds, threads
+and time limit per run, and groups of runs (methods x nets x targets x [declared grid points] x
+variants x seeds, with a study). ``expand`` turns it into ``RunSpec``s; ``pending`` drops those whose
+result file exists; ``launch`` runs the rest through submitit:
+
+- ``local``: at most ``cores // threads`` runs at once, each a subprocess (submitit's
+  ``LocalExecutor`` starts every job it is given at once, so jobs are handed to it as slots free up),
+  each with the plan's time limit;
+- ``slurm``: one job array with ``slurm_array_parallelism`` as its cap;
+- ``debug``: in this process, one after another.
+
+Each job is a ``RunJob``, a ``submitit.helpers.Checkpointable``: on a time-out or preemption signal
+submitit pickles it and requeues it (``checkpoint`` resubmits the same call), and the requeued run
+resumes from the run's stage checkpoints in the work dir.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import submitit
+import torch
+from mmengine.config import Config
+from submitit.helpers import Checkpointable
+
+from udabench import datasets as data_registry
+
+from .runner import RunSpec, compose_config, data_source_label, grid_points, point_tag, result_path, run
+
+PLAN_DIR = Path(__file__).resolve().parent / 'plans'
+GROUP_KEYS = {'table', 'methods', 'nets', 'targets', 'seeds', 'study', 'grid', 'variants'}
+
+
+def plan_names() -> list[str]:
+    return sorted(p.stem for p in PLAN_DIR.glob('*.py') if not p.stem.startswith('_'))
+
+
+def load_plan(name: str) -> Config:
+    """A plan by name (``cpu``, ``smoke``) or by path to a plan file."""
+    path = Path(name) if name.endswith('.py') else PLAN_DIR / f'{name}.py'
+    if not path.exists():
+        raise KeyError(f'unknown plan {name!r}; known: {", ".join(plan_names())} (or a path to a .py plan file)')
+    plan = Config.fromfile(path)
+    for key in ('profile', 'seeds', 'groups'):
+        if key not in plan:
+            raise ValueError(f'plan {path} lacks {key!r}')
+    for i, group in enumerate(plan.groups):
+        unknown = set(group) - GROUP_KEYS
+        if unknown or not {'methods', 'nets', 'targets'} <= set(group):
+            raise ValueError(f'plan {path}, group {i}: expected keys methods, nets, targets and optionally '
+                             f'{sorted(GROUP_KEYS - {"methods", "nets", "targets"})}; got {sorted(group)}')
+    return plan
+
+
+def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
+    """Every run of ``plan``, in plan order, without duplicates; ``spec_kwargs`` go to each RunSpec
+    (data_root, results_dir, work_dir, ...)."""
+    runs, seen = [], set()
+    for group in plan.groups:
+        for method in group['methods']:
+            for net in group['nets']:
+                for variant in group.get('variants') or [dict(tag='', set={})]:
+                    overrides = dict(variant.get('set', {}))
+                    points = [{}]
+                    if group.get('grid'):
+                        points = grid_points(compose_config(method, net, plan.profile, overrides))
+                        if not points:
+                            raise ValueError(f'plan group {group.get("table", "")!r}: method {method!r} declares no grid')
+                    for target in group['targets']:
+                        for seed in group.get('seeds', plan.seeds):
+                            for point in points:
+                                tag = '_'.join(t for t in (variant.get('tag', ''), point_tag(point)) if t)
+                                spec = RunSpec(method=method, target=target, net=net, profile=plan.profile,
+                                               seed=seed, overrides={**overrides, **point}, tag=tag,
+                                               study=group.get('study', 'main'), progress=False, **spec_kwargs)
+                                if run_key(spec) not in seen:
+                                    seen.add(run_key(spec))
+                                    runs.append(spec)
+    return runs
+
+
+def run_key(spec: RunSpec) -> str:
+    """The identity of a run in a plan: what names its result file."""
+    return '/'.join((spec.profile, spec.study, spec.method, spec.target, spec.net, f'seed{spec.seed}', spec.tag))
+
+
+def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """Shard ``index`` of ``count`` (0-based), by a hash of each run key: the same on every machine
+    and independent of the plan's order or of the other runs in it."""
+    if not 0 <= index < count:
+        raise ValueError(f'--shard expects i/N with 0 <= i < N, got {index}/{count}')
+    return [s for s in runs if int(hashlib.sha1(run_key(s).encode()).hexdigest(), 16) % count == index]
+
+
+def expected_result(spec: RunSpec) -> Path:
+    """The result file ``spec`` writes, without loading any data."""
+    kinds = [SimpleNamespace(data_source=data_registry.resolve(name, spec.data_root)[1])
+             for name in ('compaq', spec.target)]
+    return result_path(spec, data_source_label(*kinds))
+
+
+def pending(runs: list[RunSpec]) -> list[RunSpec]:
+    return [s for s in runs if not expected_result(s).exists()]
+
+
+def cpu_time_estimates(results_dir: Path) -> dict:
+    """(method, net, profile) -> mean CPU-seconds per run (measured wall time x threads) of the
+    result files under ``results_dir``."""
+    seconds = defaultdict(list)
+    for path in Path(results_dir).rglob('*.json'):
+        try:
+            r = json.loads(path.read_text())
+            seconds[(r['method'], r['net'], r['profile'])].append(
+                float(r['wall_time_s']['total']) * int(r.get('threads') or 1))
+        except (ValueError, KeyError, TypeError):
+            continue               # not a result file, or one from before these fields
+    return {k: sum(v) / len(v) for k, v in seconds.items()}
+
+
+def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, cores: int, threads: int) -> str:
+    """What would run, with the estimated CPU time of each from earlier result files."""
+    estimates = cpu_time_estimates(results_dir)
+    lines, total, unknown = [], 0.0, 0
+    for spec in todo:
+        est = estimates.get((spec.method, spec.net, spec.profile))
+        total += est or 0.0
+        unknown += est is None
+        lines.append(f'{run_key(spec):<90} ' + (f'{est:8.0f} CPU-s' if est is not None else '       ? CPU-s'))
+    parallel = max(1, cores // threads)
+    lines.append(f'{len(todo)} of {len(runs)} runs to make ({len(runs) - len(todo)} finished); estimated '
+                 f'{total:.0f} CPU-s = {total / 3600:.2f} CPU-h, about {total / threads / parallel / 3600:.2f} h wall '
+                 f'with {parallel} run(s) of {threads} thread(s) at once'
+                 + (f'; {unknown} run(s) have no earlier result of the same method/net/profile (not counted)'
+                    if unknown else '')
+                 + ' (mean of wall time x threads of the result files under ' f'{results_dir})')
+    return '\n'.join(lines)
+
+
+class RunJob(Checkpointable):
+    """One run as a submitit job. On a time-out or preemption, submitit calls the inherited
+    ``checkpoint``, which resubmits this same call; the requeued job resumes from the run's stage
+    checkpoints (the runner's ``StageRunner``), so finished stages are not trained again."""
+
+    def __init__(self, spec: RunSpec, threads: int = 1):
+        self.spec = spec
+        self.threads = threads
+
+    def __call__(self) -> dict:
+        torch.set_num_threads(self.threads)
+        path = run(self.spec)
+        return dict(key=run_key(self.spec), result=str(path), metrics=json.loads(Path(path).read_text())['metrics'])
+
+
+def launch(todo: list[RunSpec], launcher: str, log_dir: Path, threads: int, timeout_min: float,
+           cores: int | None = None, max_requeues: int = 3, slurm: dict | None = None,
+           poll_s: float = 1.0, wait: bool = True, signal_delay_s: int | None = None) -> list[tuple[str, object]]:
+    """Run ``todo`` through submitit; return (run key, job result or the exception it raised) per
+    run; with ``wait=False`` (slurm only) the submitted jobs instead of their results.
+
+    ``signal_delay_s``: how long before the time limit the job is told to checkpoint and requeue
+    (default: a quarter of the limit, at most 60 s, at least 3 s: the job must exit within it,
+    and a Python process with torch loaded takes a second or two to exit)."""
+    if signal_delay_s is None:
+        signal_delay_s = max(3, min(60, int(timeout_min * 15)))
+    log_dir = Path(log_dir)
+    jobs = [RunJob(spec, threads) for spec in todo]
+    if not jobs:
+        return []
+    if launcher == 'debug':
+        executor = submitit.DebugExecutor(log_dir / '%j')
+        return [(run_key(job.spec), _outcome(executor.submit(job))) for job in jobs]
+    if launcher == 'slurm':
+        executor = submitit.SlurmExecutor(log_dir / '%j', max_num_timeout=max_requeues)
+        executor.update_parameters(**slurm_parameters(threads, timeout_min, signal_delay_s, slurm or {}))
+        with executor.batch():                          # one job array
+            submitted = [executor.submit(job) for job in jobs]
+        return [(run_key(job.spec), _outcome(s) if wait else s) for job, s in zip(jobs, submitted)]
+    if launcher != 'local':
+        raise ValueError(f'unknown launcher {launcher!r}; expected local, slurm or debug')
+    executor = submitit.LocalExecutor(log_dir / '%j', max_num_timeout=max_requeues)
+    executor.update_parameters(timeout_min=timeout_min, signal_delay_s=signal_delay_s)
+    parallel = max(1, (cores or os.cpu_count() or 1) // threads)
+    queue, running, out = list(jobs), [], {}
+    # The job processes inherit the environment: ``threads`` BLAS/OpenMP threads each.
+    with submitit.helpers.environment_variables(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads):
+        while queue or running:
+            while queue and len(running) < parallel:
+                job = queue.pop(0)
+                running.append((job, executor.submit(job)))
+            for job, sub in list(running):
+                if sub.done():
+                    running.remove((job, sub))
+                    out[run_key(job.spec)] = _outcome(sub)
+            time.sleep(poll_s)
+    return [(run_key(job.spec), out[run_key(job.spec)]) for job in jobs]
+
+
+def slurm_parameters(threads: int, timeout_min: float, signal_delay_s: int, extra: dict) -> dict:
+    """sbatch parameters of a sweep: one task of ``threads`` CPUs per run, the time limit, a USR2
+    signal ``signal_delay_s`` before it (submitit then checkpoints and requeues), the array cap
+    (16 unless ``extra`` says otherwise); ``extra`` overrides any of them."""
+    return dict(dict(job_name='udabench', time=int(timeout_min), cpus_per_task=threads, ntasks_per_node=1,
+                     signal_delay_s=signal_delay_s, array_parallelism=16,
+                     setup=[f'export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}']), **extra)
+
+
+def _outcome(submitted):
+    try:
+        return submitted.result()
+    except Exception as err:            # noqa: BLE001 - reported per run, the sweep goes on
+        return err

@@ -1,0 +1,129 @@
+"""Plans, shards, dry runs and the submitit launchers (local, slurm without a cluster, requeue)."""
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from udabench import sweep
+from udabench.runner import RunSpec, grid_points, compose_config
+
+
+def _paths(tmp_path):
+    return dict(data_root=str(tmp_path / 'no-real-data'), results_dir=str(tmp_path / 'runs'),
+                work_dir=str(tmp_path / 'work'), synthetic_cache=str(tmp_path / 'synth'))
+
+
+def _cli(tmp_path, *args):
+    p = _paths(tmp_path)
+    return ['--data-root', p['data_root'], '--results-dir', p['results_dir'], '--work-dir', p['work_dir'],
+            '--synthetic-cache', p['synthetic_cache'], '--tables', str(tmp_path / 'tables'), *args]
+
+
+def test_cpu_plan_lists_every_run_behind_every_table():
+    runs = sweep.expand(sweep.load_plan('cpu'))
+    keys = [sweep.run_key(s) for s in runs]
+    assert len(keys) == len(set(keys))
+    seeds, grid = 3, {m: len(grid_points(compose_config(m, 'deeplabv3plus', 'cpu')))
+                      for m in ('adaptsegnet', 'glss_ablation', 'glss_ls_study')}
+    expected = {'Table 1': 5 * 2, 'Table 2': 8 * 2 * 2, 'AdaptSegNet grid': grid['adaptsegnet'] * 2,
+                'seeds': 2 * 2, 'Table 4': grid['glss_ablation'] * 2, 'Fig. 5': grid['glss_ls_study'] * 2,
+                'fraction': 6 * 3}
+    assert grid['glss_ablation'] == 8 and len(runs) == seeds * sum(expected.values())
+    assert {s.seed for s in runs} == {0, 1, 2} and {s.profile for s in runs} == {'cpu'}
+    frac = [s for s in runs if s.study == 'fraction']
+    assert {s.overrides['method.target_fraction'] for s in frac} == {0.6, 0.4, 0.2}
+    assert {s.tag for s in frac if s.method == 'bdl'} == {'f0.6', 'f0.4', 'f0.2'}
+    assert any(s.method == 'glss_ablation' and s.overrides['method.vae.edge_skip'] is False for s in runs)
+
+
+def test_shards_partition_a_plan_by_run_key_whatever_its_order():
+    runs = sweep.expand(sweep.load_plan('cpu'))
+    shards = [sweep.shard(runs, i, 3) for i in range(3)]
+    assert sorted(sweep.run_key(s) for part in shards for s in part) == sorted(sweep.run_key(s) for s in runs)
+    assert all(len(part) > len(runs) // 5 for part in shards)
+    assert [sweep.run_key(s) for s in sweep.shard(runs[::-1], 1, 3)] == [sweep.run_key(s) for s in shards[1]][::-1]
+    with pytest.raises(ValueError, match='--shard'):
+        sweep.shard(runs, 3, 3)
+
+
+def test_unknown_plan_and_bad_group_are_named(tmp_path):
+    with pytest.raises(KeyError, match='cpu'):
+        sweep.load_plan('nope')
+    bad = tmp_path / 'bad.py'
+    bad.write_text("profile = 'smoke'\nseeds = [0]\ngroups = [dict(methods=['source_only'], nets=['unet'], "
+                   "targets=['hand'], seed=[1])]\n")
+    with pytest.raises(ValueError, match=r"bad\.py, group 0.*seed"):
+        sweep.load_plan(str(bad))
+
+
+def test_dry_run_estimates_cpu_time_from_earlier_result_files(tmp_path, capsys):
+    from tools_sweep import main
+    earlier = tmp_path / 'runs' / 'smoke' / 'synthetic' / 'source_only' / 'old.json'
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text(json.dumps(dict(method='source_only', net='unet', profile='smoke', threads=2,
+                                       wall_time_s=dict(fit=9.0, total=10.0))))
+    assert main(_cli(tmp_path, '--plan', 'smoke', '--dry-run', '--cores', '2')) == 0
+    out = capsys.readouterr().out
+    assert out.count('20 CPU-s') == 3 and 'smoke/main/source_only/hand/unet/seed1' in out
+    assert '3 of 3 runs to make' in out and '60 CPU-s' in out
+    assert not (tmp_path / 'work').exists()                     # nothing ran
+
+
+def test_local_sweep_writes_every_result_then_submits_nothing(tmp_path, capsys):
+    from tools_sweep import main
+    assert main(_cli(tmp_path, '--plan', 'smoke', '--launcher', 'local', '--cores', '2', '--timeout-min', '5')) == 0
+    plan = sweep.expand(sweep.load_plan('smoke'), **_paths(tmp_path))
+    results = [sweep.expected_result(s) for s in plan]
+    assert len(results) == 3 and all(p.exists() for p in results)
+    assert {json.loads(p.read_text())['threads'] for p in results} == {1}
+    table2 = (tmp_path / 'tables' / 'smoke_synthetic' / 'table2.md').read_text()
+    assert 'Source Only' in table2 and ' ± ' in table2 and '(n=' not in table2      # three seeds: mean ± std
+    jobs = set(os.listdir(tmp_path / 'work' / 'sweep' / 'smoke'))
+    capsys.readouterr()
+    assert main(_cli(tmp_path, '--plan', 'smoke', '--launcher', 'local', '--cores', '2')) == 0
+    assert '0 of 3 runs to make' in capsys.readouterr().out
+    assert set(os.listdir(tmp_path / 'work' / 'sweep' / 'smoke')) == jobs      # no job submitted
+
+
+@pytest.mark.skipif(not os.environ.get('UDABENCH_SLOW_TESTS'),
+                    reason='slow (about a minute: two attempts of a subprocess run plus the uninterrupted run); '
+                           'set UDABENCH_SLOW_TESTS=1 to run it')
+def test_a_timed_out_run_is_requeued_and_ends_as_an_uninterrupted_one(tmp_path):
+    """submitit's short-timeout pattern: the local executor signals the job ``signal_delay_s`` before
+    its 20 s limit, ``RunJob`` (a Checkpointable) is resubmitted and the requeued job resumes from the
+    stage checkpoints (one per iteration here, so every attempt makes progress)."""
+    overrides = {'profile.checkpoint_every': 1, 'profile.seg_epochs': 20}
+    spec = RunSpec(method='source_only', target='hand', net='unet', profile='smoke', overrides=overrides,
+                   progress=False, **_paths(tmp_path / 'a'))
+    [(_, outcome)] = sweep.launch([spec], 'local', tmp_path / 'log', threads=1, timeout_min=20 / 60,
+                                  max_requeues=5, poll_s=0.2, signal_delay_s=5)
+    assert not isinstance(outcome, Exception), outcome
+    logs = ''.join(p.read_text() for p in (tmp_path / 'log').rglob('*.out'))
+    assert 'Requeued job' in logs and logs.count('Loading pickle') >= 2         # interrupted, then resumed
+    alone = RunSpec(**{**spec.__dict__, **_paths(tmp_path / 'b')})
+    [(_, uninterrupted)] = sweep.launch([alone], 'debug', tmp_path / 'log2', threads=1, timeout_min=10)
+    if outcome['metrics'] != uninterrupted['metrics']:
+        pytest.xfail('the requeued run finished but with other metrics: a stage resumed mid-way presumably '
+                     'does not restore the global RNG state (dropout masks); issue 12 (exact resume)')
+
+
+def test_slurm_array_sbatch_script(tmp_path, monkeypatch):
+    """Without a cluster: fake srun/sbatch on PATH; sbatch keeps the script submitit wrote."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name, body in (('srun', 'exit 0'),
+                       ('sbatch', f'cp "$1" {tmp_path}/submitted.sh; echo "Submitted batch job 4242"')):
+        (bin_dir / name).write_text(f'#!/bin/sh\n{body}\n')
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
+    specs = sweep.expand(sweep.load_plan('smoke'), **_paths(tmp_path))
+    jobs = sweep.launch(specs, 'slurm', tmp_path / 'log', threads=2, timeout_min=90, max_requeues=4,
+                        slurm=dict(array_parallelism=2, partition='cpu'), wait=False)
+    assert [j.job_id for _, j in jobs] == [f'4242_{i}' for i in range(3)]
+    script = (tmp_path / 'submitted.sh').read_text()
+    for line in ('#SBATCH --array=0-2%2', '#SBATCH --time=90', '#SBATCH --signal=USR2@60',
+                 '#SBATCH --cpus-per-task=2', '#SBATCH --partition=cpu', 'export OMP_NUM_THREADS=2'):
+        assert line in script, script
+    assert 'submitit.core._submit' in script
