@@ -185,7 +185,9 @@ def test_a_sweep_runs_every_point_and_summarises_failures(tmp_path, monkeypatch,
             raise RuntimeError('checkpoint x.pth cannot be read')
         done.append(spec.seed)
         path = tmp_path / f'{spec.seed}.json'
-        path.write_text(json.dumps({'status': 'ok'}))
+        path.write_text(json.dumps({'status': 'ok', 'method': spec.method, 'target': spec.target, 'net': spec.net,
+                                    'profile': spec.profile, 'seed': spec.seed, 'data_source': 'synthetic',
+                                    'metrics': {'target_all': {'iou': 0.5, 'dice': 0.6}}}))
         return path
     monkeypatch.setattr(tool, 'run', fake_run)
     code = tool.main(['--method', 'source_only', '--target', 'hand', '--profile', 'smoke', '--seed', '0', '1', '2',
@@ -216,4 +218,4 @@ def test_tables_show_a_failed_cell_as_failed():
     frame, _ = tables.table2([rec(0)])
     assert frame.loc['AdvEnt', ('Hand Gesture', 'UNet', 'IoU')] == 'failed'
     frame, _ = tables.table2([rec(0, 0.5), rec(1)])
-    assert frame.loc['AdvEnt', ('Hand Gesture', 'UNet', 'IoU')] == '0.500 (1 failed)'
+    assert frame.loc['AdvEnt', ('Hand Gesture', 'UNet', 'IoU')] == '0.500 (n=1) (1 failed)'

@@ -76,9 +76,10 @@ def main(argv=None) -> int:
             logging.getLogger('udabench').error('%s failed: %s: %s', what, type(err).__name__, err)
             failed.append(f'{what}: {type(err).__name__}: {err}')
             continue
-        print(describe_result(path))   # the stored numbers, also for a run that exists
         if run_status(path) == 'failed':
             failed.append(f'{what}: {json.loads(path.read_text())["failure"]["message"]} (failure record {path})')
+        else:
+            print(describe_result(path))   # the stored numbers, also for a run that existed
     if failed:
         print(f'\n{len(failed)} of {len(specs)} runs failed:', file=sys.stderr)
         for line in failed:
