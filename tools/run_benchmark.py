@@ -2,6 +2,9 @@
 """Train, evaluate and write one result file per run (or per grid point with --grid).
 
     python tools/run_benchmark.py --method source_only --target hand --net unet --profile cpu
+
+``--study controls`` runs the method's declared ``controls`` (its config file: name -> overrides,
+e.g. every target weight 0 and the target weights x 100), one result file tagged with each name.
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument('--grid', action='store_true', help="run every point of the method's grid")
     parser.add_argument('--tag', default='', help='suffix of the result file name (default: none)')
     parser.add_argument('--study', default='main',
-                        help='main (Tables 1-3) or a study name (ablation, fraction, ...) kept out of the main tables')
+                        help='main (Tables 1-3) or a study name (ablation, fraction, ...) kept out of the main tables; '
+                             "'controls' runs the method's declared controls")
     parser.add_argument('--force', action='store_true', help='re-run even if the result file exists')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')
     parser.add_argument('--results-dir', default='results/runs')
@@ -45,14 +49,21 @@ def main(argv=None) -> int:
         overrides = parse_overrides(args.set)
         if args.pretrained:
             overrides['net.pretrained'] = args.pretrained
-        points = [{}]
+        points = [('', {})]
+        if args.grid and args.study == 'controls':
+            parser.error('--grid and --study controls exclude each other')
         if args.grid:
-            points = grid_points(compose_config(args.method, args.net, args.profile, overrides))
+            points = [(point_tag(p), p) for p in grid_points(compose_config(args.method, args.net, args.profile, overrides))]
             if not points:
                 parser.error(f'method {args.method!r} declares no grid')
+        if args.study == 'controls':
+            controls = compose_config(args.method, args.net, args.profile, overrides).get('controls')
+            if not controls:
+                parser.error(f'method {args.method!r} declares no controls (a `controls` dict in its config file)')
+            points = [(name, dict(point)) for name, point in controls.items()]
         for seed in args.seed:
-            for point in points:
-                tag = '_'.join(t for t in (args.tag, point_tag(point)) if t)
+            for name, point in points:
+                tag = '_'.join(t for t in (args.tag, name) if t)
                 spec = RunSpec(method=args.method, target=args.target, net=args.net, profile=args.profile,
                                seed=seed, data_root=args.data_root, overrides={**overrides, **point}, tag=tag, study=args.study,
                                results_dir=args.results_dir, work_dir=args.work_dir, device=args.device,
