@@ -23,6 +23,9 @@ if [ "${1:-}" != "--quick" ]; then
     $R --method glss_ablation --grid --study ablation --target $t
     $R --method adaptsegnet --grid --target $t
   done
+  for net in deeplabv3plus unet; do for t in hand snv; do   # fine-tuning and positive controls (issue 11)
+    for m in adaptsegnet advent minent clan dada bdl dise; do $R --method $m --target $t --net $net --study controls; done
+  done; done
   for f in 0.6 0.4 0.2; do   # seed 000 Table 1 (SNV)
     for m in adaptsegnet bdl clan advent dada glss; do
       $R --method $m --target snv --study fraction --set method.target_fraction=$f --tag f$f
