@@ -91,6 +91,21 @@ def grid_points(cfg: Config) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+def run_points(cfg: Config, grid: bool = False, controls: bool = False) -> list[tuple[str, dict]]:
+    """(tag, overrides) of every run a command makes for one seed: one untagged run, every point of the
+    method's declared ``grid``, or (``controls``) each of its declared ``controls`` tagged by name."""
+    if grid and controls:
+        raise ValueError('--grid and --study controls exclude each other')
+    if grid:
+        return [(point_tag(point), point) for point in grid_points(cfg)]
+    if controls:
+        declared = cfg.get('controls')
+        if not declared:
+            raise ValueError(f'method {cfg.method["type"]!r} declares no controls (a `controls` dict in its config file)')
+        return [(name, dict(point)) for name, point in declared.items()]
+    return [('', {})]
+
+
 def point_tag(point: dict) -> str:
     return '_'.join(f'{k.split(".")[-1]}={v}' for k, v in sorted(point.items()))
 

@@ -2,7 +2,7 @@
 
 A *plan* (``benchmarks/plans/<name>.py``, an mmengine config file) names a profile, seeds, threads
 and time limit per run, and groups of runs (methods x nets x targets x [declared grid points] x
-variants x seeds, with a study). ``expand`` turns it into ``RunSpec``s; ``pending`` drops those whose
+variants x seeds, with a study; `controls=True` runs each method's declared controls). ``expand`` turns it into ``RunSpec``s; ``pending`` drops those whose
 result file exists; ``launch`` runs the rest through submitit:
 
 - ``local``: at most ``cores // threads`` runs at once, each a subprocess (submitit's
@@ -32,10 +32,10 @@ from submitit.helpers import Checkpointable
 
 from udabench import datasets as data_registry
 
-from .runner import RunSpec, compose_config, data_source_label, grid_points, point_tag, result_path, run
+from .runner import RunSpec, compose_config, data_source_label, result_path, run, run_points
 
 PLAN_DIR = Path(__file__).resolve().parent / 'plans'
-GROUP_KEYS = {'table', 'methods', 'nets', 'targets', 'seeds', 'study', 'grid', 'variants'}
+GROUP_KEYS = {'table', 'methods', 'nets', 'targets', 'seeds', 'study', 'grid', 'controls', 'variants'}
 
 
 def plan_names() -> list[str]:
@@ -68,15 +68,12 @@ def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
             for net in group['nets']:
                 for variant in group.get('variants') or [dict(tag='', set={})]:
                     overrides = dict(variant.get('set', {}))
-                    points = [{}]
-                    if group.get('grid'):
-                        points = grid_points(compose_config(method, net, plan.profile, overrides))
-                        if not points:
-                            raise ValueError(f'plan group {group.get("table", "")!r}: method {method!r} declares no grid')
+                    points = run_points(compose_config(method, net, plan.profile, overrides), group.get('grid', False),
+                                        group.get('controls', False))
                     for target in group['targets']:
                         for seed in group.get('seeds', plan.seeds):
-                            for point in points:
-                                tag = '_'.join(t for t in (variant.get('tag', ''), point_tag(point)) if t)
+                            for name, point in points:
+                                tag = '_'.join(t for t in (variant.get('tag', ''), name) if t)
                                 spec = RunSpec(method=method, target=target, net=net, profile=plan.profile,
                                                seed=seed, overrides={**overrides, **point}, tag=tag,
                                                study=group.get('study', 'main'), progress=False, **spec_kwargs)

@@ -3,50 +3,108 @@
 Written after ADVENT's short training step: (1) with the discriminators frozen, the segmentation
 loss on a source batch plus, on a target batch, the method's adversarial losses (fool the
 discriminators: source label) and any other target loss; (2) the discriminators learn to tell the
-detached source inputs (label 0) from the target ones (label 1), each of the two losses halved.
-A method supplies only its outputs, its discriminator inputs and weights, and its extra losses.
+detached source inputs (label 0) from the target ones (label 1), each of the two losses halved
+(AdaptSegNet/ADVENT; CLAN and DADA do not halve). A method supplies only its outputs, its
+discriminator inputs and weights, and its extra losses.
 
 Shared settings (AdaptSegNet/ADVENT/CLAN code; seed 000 §2.2): segmentation SGD lr 2.5e-4,
-momentum 0.9, weight decay 5e-4; discriminators Adam lr 1e-4, betas (0.9, 0.99); both poly 0.9.
+momentum 0.9, weight decay 5e-4, the classifier heads (here the decode and auxiliary heads, the
+analogue of DeepLab-v2's ``layer5``/``layer6``) and every newly initialised part at 10x that lr in
+a second parameter group; discriminators Adam lr 1e-4, betas (0.9, 0.99); poly 0.9 on every
+group's own base lr. The poly horizon ``max_iters`` is longer than the ``stop_iters`` trained, in
+each original's ratio (``horizon_ratio``: ADVENT 250k/120k, AdaptSegNet 250k/150k), so the lr
+ends at about half its base value instead of at 0.
+
+BatchNorm (``bn``): ``'affine_frozen'`` (default, every original): affine parameters frozen
+(``requires_grad=False``) but the network trains in ``train()`` mode, so the running statistics keep
+following the alternating source and target batches; ``'frozen'``: statistics frozen too (eval
+mode); ``'trained'``: BatchNorm trains as any layer.
+
 Deviation: the segmentation network starts from the suite's Source Only network (the originals
 start from ImageNet weights, which cannot be had here; with random init SGD at 2.5e-4 learns
 nothing in a CPU budget). ``warm_start=False`` starts from random weights instead.
-BatchNorm is frozen (running statistics and affine parameters), as in every original: their
-DeepLab-v2 ResNet-101 trains with frozen BatchNorm. ``freeze_bn=False`` lets it adapt.
+
+Diagnostics, in every step's log (the runner writes them to ``<result>.log.csv``): each weighted
+loss, ``adv_<d>_bce`` (the generator's unweighted BCE), ``disc_<d>`` (the discriminator loss as
+optimised) and ``disc_<d>_bce`` (the mean of its source and target BCE, ln 2 at chance); every
+``diagnostics_every`` steps ``grad_ratio_adv`` = ||grad lambda*L_adv|| / ||grad L_seg|| and
+``grad_ratio_target`` (the other target losses) on the backbone's parameters. ``extra_results``
+summarises them per stage (``adaptation_diagnostics`` in the result file).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from udabench.engine import batch_indices, build_optimizer, poly_lr
+from udabench.engine import batch_indices, build_optimizer
 
 from .base import FitContext, UDAMethod, check_target_fraction, source_network, target_fraction_indices, to_tensor
 from .discriminator import SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce
 from .losses import segmentation_loss
 from .networks import SegmentationNet
 
+BN_MODES = ('affine_frozen', 'frozen', 'trained')
+#: Keys of earlier releases, with what replaced them (an error names the new key).
+RENAMED = {'freeze_bn': "method.bn ('affine_frozen' | 'frozen' | 'trained'; freeze_bn=True was 'frozen')",
+           'iterations': 'method.stop_iters (iterations trained) and method.max_iters (the poly horizon)'}
+
+
+def batchnorms(module: nn.Module) -> list:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def summarise_diagnostics(logs: list[dict]) -> dict:
+    """Per discriminator: its mean BCE over the last 10 % of steps, the fraction of steps below ln 2
+    (chance) and the first step below it; the mean and median of each logged gradient ratio."""
+    out = {}
+    tail = max(1, len(logs) // 10)
+    for key in sorted({k for log in logs for k in log}):
+        values = np.array([log[key] for log in logs if key in log], dtype=float)
+        if key.startswith('disc_') and key.endswith('_bce'):
+            below = np.flatnonzero(values < math.log(2))
+            out[key] = {'last_mean': float(values[-tail:].mean()), 'fraction_below_ln2': float((values < math.log(2)).mean()),
+                        'first_below_ln2': int(below[0]) if len(below) else None}
+        elif key.startswith('grad_ratio'):
+            out[key] = {'mean': float(values.mean()), 'median': float(np.median(values)), 'measured': len(values)}
+    return out
+
 
 class TargetAdaptation(UDAMethod):
     """Base class; subclasses set ``discriminator_channels`` and override the hooks below."""
 
     needs_source_depth = False
-    #: Each discriminator loss is halved (AdaptSegNet/ADVENT code); DADA's code does not halve.
+    #: Each discriminator loss is halved (AdaptSegNet/ADVENT code); CLAN's and DADA's code do not halve.
     disc_loss_scale = 0.5
+    #: The original's poly horizon over its stop iteration; ``max_iters`` defaults to ``stop_iters`` times it.
+    horizon_ratio = 1.0
 
-    def __init__(self, iterations: int = 1000, batch_size: int = 8,
+    def __init__(self, stop_iters: int = 1000, max_iters: int | None = None, batch_size: int = 8,
                  optimizer: dict | None = None, disc_optimizer: dict | None = None, poly_power: float = 0.9,
-                 warm_start: bool = True, target_fraction: float = 1.0, disc_width: int = 64,
-                 freeze_bn: bool = True):
+                 head_lr_mult: float = 10.0, warm_start: bool = True, target_fraction: float = 1.0,
+                 disc_width: int = 64, bn: str = 'affine_frozen', diagnostics_every: int = 10, **unknown):
+        for key in unknown:
+            if key in RENAMED:
+                raise ValueError(f'method.{key} is no longer a setting: use {RENAMED[key]}')
+        if unknown:
+            raise TypeError(f'unexpected keyword arguments {sorted(unknown)}')
         super().__init__()
-        self.iterations, self.batch_size, self.poly_power = iterations, batch_size, poly_power
+        if bn not in BN_MODES:
+            raise ValueError(f'method.bn must be one of {BN_MODES}, got {bn!r}')
+        self.stop_iters, self.batch_size, self.poly_power = stop_iters, batch_size, poly_power
+        self.max_iters = max_iters or int(round(stop_iters * self.horizon_ratio))
+        if self.max_iters < stop_iters:
+            raise ValueError(f'method.max_iters ({self.max_iters}) must not be below method.stop_iters ({stop_iters})')
         self.optimizer = optimizer or dict(type='SGD', lr=2.5e-4, momentum=0.9, weight_decay=5e-4)
         self.disc_optimizer = disc_optimizer or dict(type='Adam', lr=1e-4, betas=(0.9, 0.99))
+        self.head_lr_mult = head_lr_mult
         self.warm_start, self.target_fraction, self.disc_width = warm_start, check_target_fraction(target_fraction), disc_width
-        self.freeze_bn = freeze_bn
+        self.bn, self.diagnostics_every = bn, diagnostics_every
         self.aux_head = False
         self.extra_optimizers: dict = {}
+        self.diagnostics: dict = {}
 
     # ------------------------------------------------------------------ hooks for the methods
     def discriminator_channels(self, num_classes: int) -> dict:
@@ -84,6 +142,15 @@ class TargetAdaptation(UDAMethod):
         """Losses on the parameters (CLAN's weight discrepancy)."""
         return {}
 
+    def head_modules(self) -> list:
+        """Modules trained at ``head_lr_mult`` x the base lr: the classifier heads and new parts."""
+        model = self.net.model
+        return [model.decode_head, *([model.auxiliary_head] if getattr(model, 'auxiliary_head', None) else [])]
+
+    def lr_factor(self, iteration: int) -> float:
+        """Every optimiser's lr over its base lr at ``iteration``: poly over ``max_iters``."""
+        return (1 - iteration / self.max_iters) ** self.poly_power
+
     # -------------------------------------------------------------------------- the loop
     def fit(self, ctx: FitContext) -> None:
         self.build(ctx)
@@ -96,12 +163,18 @@ class TargetAdaptation(UDAMethod):
         if self.warm_start:
             missing = self.net.load_state_dict(source_network(ctx).state_dict(), strict=False).missing_keys
             assert all('auxiliary_head' in k for k in missing), missing
+        self.set_bn_mode()
         self.prepare(ctx)
         num_classes = ctx.net.get('num_classes', 1)
         self.discriminators = nn.ModuleDict({k: FCDiscriminator(c, self.disc_width)
                                              for k, c in self.discriminator_channels(max(num_classes, 2)).items()})
         self.discriminators.to(ctx.device)
         self.seg_loss = segmentation_loss(ctx.seg_recipe['loss'])
+
+    def set_bn_mode(self) -> None:
+        """BatchNorm of the segmentation network as ``self.bn`` says (eval mode for 'frozen' is set in ``train``)."""
+        for module in batchnorms(self.net):
+            module.requires_grad_(self.bn == 'trained')
 
     def target_training_indices(self, ctx: FitContext) -> np.ndarray:
         """The target images every stage of this method trains on: all of them, or the seeded
@@ -111,12 +184,21 @@ class TargetAdaptation(UDAMethod):
             return np.arange(count)
         return np.sort(target_fraction_indices(count, self.target_fraction, ctx.seed))
 
+    def segmentation_param_groups(self) -> list[dict]:
+        """SGD groups: the trainable rest at the base lr, ``head_modules`` at ``head_lr_mult`` x it."""
+        heads = {id(p) for m in self.head_modules() for p in m.parameters()}
+        trainable = [p for p in self.net.parameters() if p.requires_grad and id(p) not in heads]
+        head_params = [p for m in self.head_modules() for p in m.parameters() if p.requires_grad]
+        return [{'params': trainable}, {'params': head_params, 'lr': self.optimizer['lr'] * self.head_lr_mult}]
+
     def adapt(self, ctx: FitContext, source_images: np.ndarray, stage: str,
               target_labels: np.ndarray | None = None) -> None:
         """One checkpointed adaptation stage on ``source_images`` (BDL passes translated ones) and
         the target images; ``target_labels`` are pseudo-labels (-1 = ignore) for BDL's SSL."""
-        seg_opt = build_optimizer(self.trainable_parameters(), self.optimizer)
+        seg_opt = build_optimizer(self.segmentation_param_groups(), self.optimizer)
         disc_opt = build_optimizer(self.discriminators.parameters(), self.disc_optimizer) if self.discriminators else None
+        scheduled = [o for o in (seg_opt, disc_opt, *self.extra_optimizers.values()) if o is not None]
+        base_lrs = [[g['lr'] for g in o.param_groups] for o in scheduled]
         arrays = {'xs': source_images, 'ys': ctx.source.masks[:, None].astype(np.float32)}
         if self.needs_source_depth:
             arrays['ds'] = ctx.source.depth[:, None].astype(np.float32)
@@ -127,35 +209,56 @@ class TargetAdaptation(UDAMethod):
         arrays.update({k: v[keep] for k, v in target.items()})
 
         def step(it):
-            poly_lr(seg_opt, [self.optimizer['lr']] * len(seg_opt.param_groups), it, self.iterations, self.poly_power)
-            if disc_opt:
-                poly_lr(disc_opt, [self.disc_optimizer['lr']], it, self.iterations, self.poly_power)
+            factor = self.lr_factor(it)
+            for opt, bases in zip(scheduled, base_lrs):
+                for group, base in zip(opt.param_groups, bases):
+                    group['lr'] = base * factor
             src = batch_indices(len(source_images), self.batch_size, it, ctx.seed)
             tgt = batch_indices(len(arrays['xt']), self.batch_size, it, ctx.seed + 1)
             batch = {k: to_tensor(v[tgt if k in target else src], ctx.device) for k, v in arrays.items()}
             return self.train_step(batch, it, seg_opt, disc_opt)
 
         self.train()
-        ctx.stages.run(stage, step, self.iterations,
-                       {'method': self, 'seg_opt': seg_opt, **({'disc_opt': disc_opt} if disc_opt else {}),
-                        **self.extra_optimizers})
+        logs = ctx.stages.run(stage, step, self.stop_iters,
+                              {'method': self, 'seg_opt': seg_opt, **({'disc_opt': disc_opt} if disc_opt else {}),
+                               **self.extra_optimizers})
+        self.diagnostics[stage] = summarise_diagnostics(logs)
         self.eval()
 
     def train(self, mode: bool = True):
-        """Train mode, with the segmentation network's BatchNorm layers kept frozen (``freeze_bn``)."""
+        """Train mode; BatchNorm as ``self.bn`` says ('frozen': eval mode, statistics fixed)."""
         super().train(mode)
-        if mode and self.freeze_bn and hasattr(self, 'net'):
-            for module in self.net.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval().requires_grad_(False)
+        if hasattr(self, 'net'):
+            if mode and self.bn == 'frozen':
+                for module in batchnorms(self.net):
+                    module.eval()
+            self.set_bn_mode()
         return self
 
     def prepare(self, ctx: FitContext) -> None:
         """Build method-specific modules before the optimisers are made (CLAN's second classifier).
-        Optimisers of a method's own networks go in ``self.extra_optimizers`` (checkpointed with the stage)."""
+        Optimisers of a method's own networks go in ``self.extra_optimizers`` (checkpointed with the
+        stage, scheduled with the others)."""
 
-    def trainable_parameters(self):
-        return self.net.parameters()
+    def gradient_ratios(self, losses: dict, source_keys, target_keys) -> dict:
+        """||grad|| on the backbone of the adversarial and the other target losses over that of the source losses."""
+        params = [p for p in self.net.model.backbone.parameters() if p.requires_grad]
+
+        def norm(keys):
+            terms = [losses[k] for k in keys if losses[k].requires_grad]
+            if not terms:
+                return 0.0
+            grads = torch.autograd.grad(sum(terms), params, retain_graph=True, allow_unused=True)
+            return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+
+        seg = norm(source_keys)
+        adv = [k for k in target_keys if k.startswith('adv_')]
+        other = [k for k in target_keys if not k.startswith('adv_')]
+        out = {}
+        for name, keys in (('adv', adv), ('target', other)):
+            if keys and seg > 0:
+                out[f'grad_ratio_{name}'] = norm(keys) / seg
+        return out
 
     def train_step(self, batch: dict, it: int, seg_opt, disc_opt) -> dict:
         seg_opt.zero_grad(set_to_none=True)
@@ -164,23 +267,37 @@ class TargetAdaptation(UDAMethod):
         self.discriminators.requires_grad_(False)
         src = self.outputs(batch['xs'])
         tgt = self.outputs(batch['xt'])
-        losses = {**self.source_loss(src, batch), **self.target_loss(tgt, batch, it), **self.regulariser(it)}
+        source_losses = self.source_loss(src, batch)
+        target_losses = self.target_loss(tgt, batch, it)
+        losses = {**source_losses, **target_losses, **self.regulariser(it)}
         d_src, d_tgt = self.discriminator_inputs(src), self.discriminator_inputs(tgt)
         weights, pixel = self.adversarial_weights(it), self.pixel_weights(tgt, it)
+        logs = {}
         for name in self.discriminators:
-            losses[f'adv_{name}'] = weights[name] * domain_bce(self.discriminate(name, d_tgt[name]), SOURCE_LABEL,
-                                                               pixel.get(name))
+            logits = self.discriminate(name, d_tgt[name])
+            bce = domain_bce(logits, SOURCE_LABEL, pixel.get(name))
+            losses[f'adv_{name}'] = weights[name] * bce
+            logs[f'adv_{name}_bce'] = bce.item()
+        if self.diagnostics_every and it % self.diagnostics_every == 0:
+            logs.update(self.gradient_ratios(losses, list(source_losses),
+                                             [*target_losses, *(f'adv_{n}' for n in self.discriminators)]))
         sum(losses.values()).backward()
-        logs = {k: v.item() for k, v in losses.items()}
+        logs.update({k: v.item() for k, v in losses.items()})
         if disc_opt:
             self.discriminators.requires_grad_(True)
             for name in self.discriminators:
                 w = pixel.get(name)
-                d_loss = self.disc_loss_scale * (domain_bce(self.discriminate(name, d_src[name].detach()), SOURCE_LABEL)
-                                + domain_bce(self.discriminate(name, d_tgt[name].detach()), TARGET_LABEL,
-                                             None if w is None else w.detach()))
+                d_s = self.discriminate(name, d_src[name].detach())
+                d_t = self.discriminate(name, d_tgt[name].detach())
+                d_loss = self.disc_loss_scale * (domain_bce(d_s, SOURCE_LABEL)
+                                                 + domain_bce(d_t, TARGET_LABEL, None if w is None else w.detach()))
                 d_loss.backward()
                 logs[f'disc_{name}'] = d_loss.item()
+                with torch.no_grad():
+                    logs[f'disc_{name}_bce'] = 0.5 * (domain_bce(d_s, SOURCE_LABEL) + domain_bce(d_t, TARGET_LABEL)).item()
             disc_opt.step()
         seg_opt.step()
         return logs
+
+    def extra_results(self) -> dict:
+        return {'adaptation_diagnostics': self.diagnostics} if self.diagnostics else {}

@@ -4,7 +4,8 @@ An auxiliary classifier on a lower stage and the main classifier each get a disc
 their soft-maxed outputs (binary logits as 2-class probabilities). Loss (official code):
 seg(main) + lambda_seg * seg(aux) + lambda_adv_target1 * adv(aux) + lambda_adv_target2 * adv(main),
 with lambda_seg 0.1, lambda_adv_target1 2e-4 and lambda_adv_target2 1e-3 by default; seed 000 §2.2
-grid-searches the two adversarial weights (``benchmarks/configs/methods/adaptsegnet.py``).
+grid-searches the two adversarial weights (``benchmarks/configs/methods/adaptsegnet.py``). Poly horizon
+250k iterations, stopped at 150k (``horizon_ratio``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .discriminator import two_class_probs
 
 @METHODS.register_module(name='adaptsegnet')
 class AdaptSegNet(TargetAdaptation):
+    horizon_ratio = 250 / 150
 
     def __init__(self, lambda_seg: float = 0.1, lambda_adv_target1: float = 2e-4,
                  lambda_adv_target2: float = 1e-3, **kwargs):

@@ -4,7 +4,8 @@ MinEnt adds lambda_ent * the mean normalised entropy of the target predictions (
 lets a discriminator see the weighted self-information maps -p log2 p / log2 C (Eq. 3) and adds
 lambda_adv * its adversarial loss (Eq. 5). Seed 000 §2.2: lambda_adv = lambda_ent = 0.001. As the
 official code, both are multi-level by default: an auxiliary classifier with seg weight 0.1 and
-adversarial / entropy weight 2e-4 (``multi_level=False`` keeps the main output only).
+adversarial / entropy weight 2e-4 (``multi_level=False`` keeps the main output only). Poly horizon
+250k iterations, stopped at 120k (``horizon_ratio``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from .discriminator import entropy_loss, two_class_probs, weighted_self_informat
 
 
 class _EntropyAdaptation(TargetAdaptation):
+    horizon_ratio = 250 / 120
+
     def __init__(self, multi_level: bool = True, lambda_seg_aux: float = 0.1, **kwargs):
         super().__init__(**kwargs)
         self.aux_head = multi_level

@@ -1,16 +1,23 @@
 """BDL: bidirectional learning (Li, Yuan & Vasconcelos, CVPR 2019).
 
 Rounds alternate two models. (1) Translation: a CycleGAN (generators S->T and T->S, PatchGAN
-discriminators, LSGAN, cycle weight 10 each way, identity 0.5 x 10) plus BDL's perceptual loss
-from the current segmentation model M: the MSE between instance-normalised logits of M on an
-image and on its translation (x0.1) and on its cycle reconstruction (x10). (2) Segmentation
-adaptation on the *translated* source with a single-level output-space adversarial loss
-(lambda_adv_target, AdaptSegNet's discriminator); from the second round on, also the
-cross-entropy to pseudo-labels of the previous model on the target (SSL), a pixel kept when its
-confidence reaches its class's threshold = the median confidence of the pixels predicted as
-that class, capped at 0.9. Seed 000 §2.2: segmentation lr 2.5e-4, discriminator lr 1e-4, grid
-lambda_adv_target in {1e-3, 2e-3, 5e-3} (best 1e-3). Two rounds by default (the original code
-ships two SSL steps); the first round's M is the Source Only network.
+discriminators, LSGAN, cycle weight 10 each way, identity 0.5 x 10, image pool of 50, lr constant
+for the first half of the iterations then decayed linearly, as CycleGAN's 10 + 10 epochs) plus
+BDL's perceptual loss from the current segmentation model M: the MSE between instance-normalised
+logits of M on an image and on its translation (x0.1) and on its cycle reconstruction (x10).
+(2) Segmentation adaptation on the *translated* source with a single-level output-space
+adversarial loss (lambda_adv_target, AdaptSegNet's discriminator); from the second round on, also
+the segmentation loss to pseudo-labels of the previous model on the target (SSL, ``lambda_ssl``).
+Both the source and the SSL term use the network's own segmentation loss (focal / Dice + BCE, over
+the labelled pixels), as the original's single ``CrossEntropy2d`` with ignore label 255 serves both.
+Pseudo-labels (original SSL.py): a pixel's class is the argmax (p = 0.5 exactly goes to the
+background, as argmax's first index), its class threshold the sorted confidence at index
+round(n / 2) of the pixels predicted as that class, capped at 0.9; below it: ignored. They are
+computed on the images the stage trains on only (the target fraction in the fraction study).
+Seed 000 §2.2: segmentation lr 2.5e-4, discriminator lr 1e-4, grid lambda_adv_target in {1e-3,
+2e-3, 5e-3} (best 1e-3). Poly horizon 250k iterations, stopped at 120k (the original's SSL
+setting; it stops at 80k without SSL: one ratio serves both rounds here). Two rounds by default
+(the original code ships two SSL steps); the first round's M is the Source Only network.
 """
 from __future__ import annotations
 
@@ -26,38 +33,32 @@ from udabench.registry import METHODS
 from .adaptation import TargetAdaptation
 from .base import FitContext, to_tensor
 from .discriminator import two_class_probs
-from .translation import PatchDiscriminator, ResnetGenerator, lsgan_loss
+from .translation import ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_loss
 
 
 def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
     """BDL's SSL labels from skin probabilities (N, H, W): 1 / 0 where confident, -1 (ignore) elsewhere."""
-    pred = probs >= 0.5
+    pred = probs > 0.5
     conf = np.where(pred, probs, 1 - probs)
     labels = np.full(probs.shape, -1.0, np.float32)
     for cls in (0, 1):
         chosen = pred == bool(cls)
         if chosen.any():
-            threshold = min(float(np.median(conf[chosen])), cap)
+            ranked = np.sort(conf[chosen])
+            threshold = min(float(ranked[int(np.round(len(ranked) * 0.5))]), cap)   # < n for every n >= 1
             labels[chosen & (conf >= threshold)] = cls
     return labels
 
 
-def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """BCE over pixels whose label is not -1."""
-    keep = labels >= 0
-    if not keep.any():
-        return logits.sum() * 0
-    return F.binary_cross_entropy_with_logits(logits[keep], labels[keep])
-
-
 @METHODS.register_module(name='bdl')
 class BDL(TargetAdaptation):
+    horizon_ratio = 250 / 120
 
-    def __init__(self, lambda_adv_target: float = 1e-3, rounds: int = 2, ssl_cap: float = 0.9,
+    def __init__(self, lambda_adv_target: float = 1e-3, lambda_ssl: float = 1.0, rounds: int = 2, ssl_cap: float = 0.9,
                  translation: dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.lambda_adv_target, self.rounds, self.ssl_cap = lambda_adv_target, rounds, ssl_cap
-        self.translation = {**dict(iterations=2000, batch_size=4, width=64, downs=2, blocks=9, disc_width=64,
+        self.lambda_adv_target, self.lambda_ssl, self.rounds, self.ssl_cap = lambda_adv_target, lambda_ssl, rounds, ssl_cap
+        self.translation = {**dict(iterations=2000, batch_size=4, width=64, downs=2, blocks=9, disc_width=64, pool_size=50,
                                    optimizer=dict(type='Adam', lr=2e-4, betas=(0.5, 0.999)), cycle=10.0,
                                    identity=0.5, perceptual_translated=0.1, perceptual_reconstructed=10.0),
                             **(translation or {})}
@@ -72,7 +73,10 @@ class BDL(TargetAdaptation):
         return {'main': self.lambda_adv_target}
 
     def target_loss(self, out, batch, iteration):
-        return {'ssl': masked_bce(out['main'], batch['yt'])} if 'yt' in batch else {}
+        if 'yt' not in batch:
+            return {}
+        labels = batch['yt']
+        return {'ssl': self.lambda_ssl * self.seg_loss(out['main'], labels.clamp_min(0), valid=(labels >= 0).float())}
 
     def fit(self, ctx: FitContext) -> None:
         self.build(ctx)
@@ -82,7 +86,15 @@ class BDL(TargetAdaptation):
             translated = self.translate_source(ctx, source, f'translation_{k}')
             self.adapt(ctx, translated, f'adaptation_{k}', labels)
             if k + 1 < self.rounds:
-                labels = pseudo_labels(self.predict_array(ctx.target_images, ctx.device), self.ssl_cap)
+                labels = self.target_pseudo_labels(ctx)
+
+    def target_pseudo_labels(self, ctx: FitContext) -> np.ndarray:
+        """Pseudo-labels of the target images the stages train on (-1 elsewhere and where unsure)."""
+        keep = self.target_training_indices(ctx)
+        images = ctx.target_images
+        labels = np.full((len(images), *images.shape[2:]), -1.0, np.float32)
+        labels[keep] = pseudo_labels(self.predict_array(images[keep], ctx.device), self.ssl_cap)
+        return labels
 
     @torch.no_grad()
     def predict_array(self, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
@@ -96,6 +108,8 @@ class BDL(TargetAdaptation):
         discs = torch.nn.ModuleDict({d: PatchDiscriminator(1, cfg['disc_width']) for d in ('s', 't')}).to(dev)
         g_opt = build_optimizer(gens.parameters(), cfg['optimizer'])
         d_opt = build_optimizer(discs.parameters(), cfg['optimizer'])
+        pools = {d: ImagePool(cfg['pool_size']) for d in ('s', 't')}
+        constant = cfg['iterations'] // 2
         seg = copy.deepcopy(self.net).eval().requires_grad_(False)
         target = ctx.target_images[self.target_training_indices(ctx)]   # the fraction study's subset too
 
@@ -103,6 +117,9 @@ class BDL(TargetAdaptation):
             return F.instance_norm(seg(x))
 
         def step(it):
+            for opt in (g_opt, d_opt):   # CycleGAN's linear decay after the constant half
+                opt.param_groups[0]['lr'] = cfg['optimizer']['lr'] * (1 - max(0, it + 1 - constant)
+                                                                        / (cfg['iterations'] - constant + 1))
             xs = to_tensor(source[batch_indices(len(source), cfg['batch_size'], it, ctx.seed)], dev)
             xt = to_tensor(target[batch_indices(len(target), cfg['batch_size'], it, ctx.seed + 1)], dev)
             fake_t, fake_s = gens['s2t'](xs), gens['t2s'](xt)
@@ -121,8 +138,10 @@ class BDL(TargetAdaptation):
             sum(losses.values()).backward()
             g_opt.step()
             discs.requires_grad_(True)
-            d_loss = 0.5 * (lsgan_loss(discs['t'](xt), True) + lsgan_loss(discs['t'](fake_t.detach()), False)
-                            + lsgan_loss(discs['s'](xs), True) + lsgan_loss(discs['s'](fake_s.detach()), False))
+            rng = np.random.default_rng([ctx.seed, it])
+            pooled_t, pooled_s = pools['t'].query(fake_t, rng), pools['s'].query(fake_s, rng)
+            d_loss = 0.5 * (lsgan_loss(discs['t'](xt), True) + lsgan_loss(discs['t'](pooled_t), False)
+                            + lsgan_loss(discs['s'](xs), True) + lsgan_loss(discs['s'](pooled_s), False))
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
@@ -130,7 +149,8 @@ class BDL(TargetAdaptation):
 
         gens.train()
         ctx.stages.run(stage, step, cfg['iterations'], {'generators': gens, 'discriminators': discs,
-                                                        'g_opt': g_opt, 'd_opt': d_opt})
+                                                        'g_opt': g_opt, 'd_opt': d_opt,
+                                                        'pool_s': pools['s'], 'pool_t': pools['t']})
         gens.eval()
         with torch.no_grad():
             return np.concatenate([gens['s2t'](to_tensor(source[i:i + 64], dev)).cpu().numpy()

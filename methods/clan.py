@@ -5,9 +5,12 @@ trained on the source. A weight-discrepancy loss (cos(W1, W2) + 1) keeps them di
 target, the per-pixel disagreement M = 1 - cos(softmax p1, softmax p2) weights the adversarial
 loss of one discriminator on softmax(p1 + p2), whose output is upsampled to the input size:
 BCE * (epsilon + lambda_local * M) after a preheat (plain BCE before); the discriminator's target
-loss is weighted the same way. Official code: epsilon 0.4, lambda_local 10 (SYNTHIA) / 40 (GTA),
-preheat 5k of 100k iterations, damping 1 - i / max_iter on the adversarial and discrepancy
-terms; seed 000 §2.2: lr 2.5e-4, weight decay 5e-4, lambda_weight 0.01, lambda_adv 0.001.
+loss is weighted the same way, and neither discriminator loss is halved. Official code: epsilon
+0.4, lambda_local 10 (SYNTHIA) / 40 (GTA), preheat 5k of 100k iterations (the weighting starts
+after the preheat iteration), damping 1 - i / max_iter on the adversarial and discrepancy terms,
+both optimisers' lr warmed up linearly over the preheat, then poly; the discriminator's output
+upsampled bilinearly with ``align_corners=True``; both classifiers at 10x the base lr. Seed 000
+§2.2: lr 2.5e-4, weight decay 5e-4, lambda_weight 0.01, lambda_adv 0.001.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ def disagreement(logits1: torch.Tensor, logits2: torch.Tensor) -> torch.Tensor:
 
 @METHODS.register_module(name='clan')
 class CLAN(TargetAdaptation):
+    disc_loss_scale = 1.0
 
     def __init__(self, lambda_weight: float = 0.01, lambda_adv: float = 1e-3, lambda_local: float = 10.0,
                  epsilon: float = 0.4, preheat_fraction: float = 0.05, **kwargs):
@@ -49,11 +53,18 @@ class CLAN(TargetAdaptation):
         torch.nn.init.normal_(self.classifier2.weight, 0, 0.01)   # a second, different classifier
         torch.nn.init.zeros_(self.classifier2.bias)
 
-    def trainable_parameters(self):
-        return [*self.net.parameters(), *self.classifier2.parameters()]
+    def head_modules(self):
+        return [*super().head_modules(), self.classifier2]
+
+    def preheat(self) -> float:
+        return self.preheat_fraction * self.stop_iters
+
+    def lr_factor(self, iteration):
+        """Linear warm-up over the preheat, then poly (CLAN's adjust_learning_rate and _D)."""
+        return iteration / self.preheat() if iteration < self.preheat() else super().lr_factor(iteration)
 
     def damping(self, iteration):
-        return 1 - iteration / self.iterations
+        return 1 - iteration / self.max_iters
 
     def outputs(self, images):
         logits1, feats = self.net.capture(images, 'decode_head.conv_seg', take='input')
@@ -75,13 +86,13 @@ class CLAN(TargetAdaptation):
         return {'main': two_class_probs(out['main'])}
 
     def discriminate(self, name, inputs):
-        return F.interpolate(self.discriminators[name](inputs), inputs.shape[-2:], mode='bilinear', align_corners=False)
+        return F.interpolate(self.discriminators[name](inputs), inputs.shape[-2:], mode='bilinear', align_corners=True)
 
     def adversarial_weights(self, iteration):
         return {'main': self.lambda_adv * self.damping(iteration)}
 
     def pixel_weights(self, out, iteration):
-        if iteration < self.preheat_fraction * self.iterations:
+        if iteration <= self.preheat():
             return {}
         return {'main': self.epsilon + self.lambda_local * disagreement(out['p1'], out['p2'])}
 

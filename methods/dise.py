@@ -4,17 +4,21 @@ The segmentation network's encoder is the shared *structure* encoder; each domai
 *texture* encoder (a code vector); one decoder rebuilds an image from structure features and a
 texture code. Recombining the structure of a source image with a target texture gives a
 source->target translation that keeps the source labels (label transfer). Losses (official code,
-SYNTHIA script): seg (main + 0.1 aux) on the source + lambda_seg * seg on the detached
-translations (label transfer), output-space adversarial (2e-4 aux, 1e-3 main) x 2.0,
-self-reconstruction x 0.5, translation GAN (LSGAN, instance-norm PatchGAN updated every 5
-iterations) x 0.01, translation reconstruction x 0.05: the translated image keeps the structure
-(deep perceptual features) of its source and the texture (spatial means of shallow features) of
-its target. Optimisers: segmentation SGD 2.5e-4, encoders/decoder Adam 1e-3 (0.5, 0.999), all
-discriminators Adam 1e-4. Seed 000 §2.2: grid lambda_seg in {0.1, 0.25, 0.5}, lr 2.5e-4.
+SYNTHIA script): seg = main + lambda_seg * aux on the source and, with weight 1
+(``lambda_label_transfer``), on the detached source->target translations (label transfer);
+output-space adversarial (2e-4 aux, 1e-3 main) x 2.0; self-reconstruction x 0.5; translation GAN
+(LSGAN, instance-norm PatchGAN updated every 5 iterations) x 0.01; translation reconstruction
+x 0.05: the translated image keeps the structure (deep perceptual features) of its source and the
+texture (spatial means of shallow features) of its target. Optimisers: segmentation SGD 2.5e-4,
+encoders/decoder Adam 1e-3 (0.5, 0.999), domain classifiers Adam 1e-4 (0.9, 0.99), image
+discriminators Adam 1e-4 (0.5, 0.999); poly on all of them. Seed 000 §2.2: grid lambda_seg (the
+auxiliary weight) in {0.1, 0.25, 0.5}, lr 2.5e-4.
 
-Deviation: the perceptual network is a frozen copy of the Source Only network's encoder (its
+Deviations: the perceptual network is a frozen copy of the Source Only network's encoder (its
 feature levels weighted 1/32 ... 1 from shallow to deep), not ImageNet VGG19, whose weights cannot
-be had here.
+be had here. The private texture encoders read the image, not the shared encoder's low-level
+features, and the decoder takes no domain flag (kept simpler; not yet matched). The poly horizon is
+the stop iteration (the original's ratio was not checked).
 """
 from __future__ import annotations
 
@@ -72,22 +76,27 @@ def _by_resolution(feats) -> list:
 @METHODS.register_module(name='dise')
 class DISE(TargetAdaptation):
 
-    def __init__(self, lambda_seg: float = 0.1, lambda_seg_aux: float = 0.1, lambda_adv: float = 2.0,
+    def __init__(self, lambda_seg: float = 0.1, lambda_label_transfer: float = 1.0, lambda_adv: float = 2.0,
                  lambda_adv_aux: float = 2e-4, lambda_adv_main: float = 1e-3, lambda_rec_self: float = 0.5,
                  lambda_gan: float = 0.01, lambda_rec_translation: float = 0.05, translator_width: int = 16,
-                 translator_optimizer: dict | None = None, image_disc_every: int = 5, **kwargs):
+                 translator_optimizer: dict | None = None, image_disc_optimizer: dict | None = None,
+                 image_disc_every: int = 5, **kwargs):
         super().__init__(**kwargs)
         self.aux_head = True
-        self.lambda_seg, self.lambda_seg_aux = lambda_seg, lambda_seg_aux
+        self.lambda_seg, self.lambda_label_transfer = lambda_seg, lambda_label_transfer
         self.lambda_adv = {'aux': lambda_adv * lambda_adv_aux, 'main': lambda_adv * lambda_adv_main}
         self.lambda_rec_self, self.lambda_gan, self.lambda_rec_translation = lambda_rec_self, lambda_gan, lambda_rec_translation
         self.translator_width, self.image_disc_every = translator_width, image_disc_every
         self.translator_optimizer = translator_optimizer or dict(type='Adam', lr=1e-3, betas=(0.5, 0.999))
+        self.image_disc_optimizer = image_disc_optimizer or dict(type='Adam', lr=1e-4, betas=(0.5, 0.999))
 
     def prepare(self, ctx):
         w, size = self.translator_width, ctx.source.images.shape[-1]
+        training = self.net.training
+        self.net.eval()   # the shape probe must not move BatchNorm's running statistics
         with torch.no_grad():
-            structure = self.structure(self.net.model.extract_feat(torch.zeros(2, 1, size, size, device=ctx.device)))
+            structure = self.structure(self.net.model.extract_feat(torch.zeros(1, 1, size, size, device=ctx.device)))
+        self.net.train(training)
         self.texture = nn.ModuleDict({d: TextureEncoder(w) for d in ('source', 'target')}).to(ctx.device)
         self.decoder = StructureTextureDecoder(structure.shape[1], 4 * w, w, size // structure.shape[-1]).to(ctx.device)
         self.image_discs = nn.ModuleDict({d: PatchDiscriminator(1, w) for d in ('source', 'target')}).to(ctx.device)
@@ -95,7 +104,7 @@ class DISE(TargetAdaptation):
         self.perceptual.requires_grad_(False)
         self.extra_optimizers = {
             'translation': build_optimizer([*self.texture.parameters(), *self.decoder.parameters()], self.translator_optimizer),
-            'image_disc': build_optimizer(self.image_discs.parameters(), self.disc_optimizer)}
+            'image_disc': build_optimizer(self.image_discs.parameters(), self.image_disc_optimizer)}
 
     @staticmethod
     def structure(feats):
@@ -115,7 +124,7 @@ class DISE(TargetAdaptation):
         return {'main': up(model.decode_head(feats)), 'aux': up(model.auxiliary_head(feats)), 'structure': self.structure(feats)}
 
     def seg_terms(self, main, aux, masks):
-        return self.seg_loss(main, masks) + self.lambda_seg_aux * self.seg_loss(aux, masks)
+        return self.seg_loss(main, masks) + self.lambda_seg * self.seg_loss(aux, masks)
 
     def discriminator_inputs(self, out):
         return {k: two_class_probs(out[k]) for k in ('aux', 'main')}
@@ -148,7 +157,7 @@ class DISE(TargetAdaptation):
         self._translations = (s2t.detach(), t2s.detach())
         main, aux = self.net(s2t.detach(), with_aux=True)
         return {
-            'label_transfer': self.lambda_seg * self.seg_terms(main, aux, batch['ys']),
+            'label_transfer': self.lambda_label_transfer * self.seg_terms(main, aux, batch['ys']),
             'rec_self': self.lambda_rec_self * (self.perceptual_distance(rec_s, xs) + self.perceptual_distance(rec_t, xt)),
             'gan': self.lambda_gan * (lsgan_loss(self.image_discs['target'](s2t), True)
                                       + lsgan_loss(self.image_discs['source'](t2s), True)),

@@ -1,29 +1,44 @@
-"""Segmentation losses of seed 002 §4.1 / seed 000 Eq. 1-2: Dice + BCE (UNet), binary focal (DeepLabv3+)."""
+"""Segmentation losses of seed 002 §4.1 / seed 000 Eq. 1-2: Dice + BCE (UNet), binary focal (DeepLabv3+).
+
+Each takes an optional ``valid`` mask (1 = pixel counts, 0 = ignored), the ignore label of BDL's
+pseudo-labels: the loss is then taken over the valid pixels only.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice of sigmoid probabilities over the whole batch."""
+def _mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    if valid is None:
+        return values.mean()
+    return (values * valid).sum() / valid.sum().clamp_min(1)
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
+                   valid: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - soft Dice of sigmoid probabilities over the whole batch (its valid pixels)."""
     probs = torch.sigmoid(logits)
+    if valid is not None:
+        probs, target = probs * valid, target * valid
     inter = (probs * target).sum()
     return 1.0 - (2 * inter + smooth) / (probs.sum() + target.sum() + smooth)
 
 
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """L_s = L_dice + L_bce (seed 000 Eq. 1, UNet)."""
-    return soft_dice_loss(logits, target) + F.binary_cross_entropy_with_logits(logits, target)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction='none')
+    return soft_dice_loss(logits, target, valid=valid) + _mean(bce, valid)
 
 
-def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.75) -> torch.Tensor:
+def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.75,
+                      valid: torch.Tensor | None = None) -> torch.Tensor:
     """Binary focal loss (Lin et al. 2017) with gamma 2.0, alpha 0.75 (seed 002 §4.1, DeepLabv3+)."""
     log_p = F.logsigmoid(logits)
     log_not_p = F.logsigmoid(-logits)
     pos = -alpha * target * (1 - log_p.exp()) ** gamma * log_p
     neg = -(1 - alpha) * (1 - target) * log_p.exp() ** gamma * log_not_p
-    return (pos + neg).mean()
+    return _mean(pos + neg, valid)
 
 
 SEGMENTATION_LOSSES = {'dice_bce': dice_bce_loss, 'focal': binary_focal_loss}

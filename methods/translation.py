@@ -68,3 +68,34 @@ class PatchDiscriminator(nn.Module):
 def lsgan_loss(pred: torch.Tensor, real: bool) -> torch.Tensor:
     """Least-squares GAN loss: (D(x) - 1)^2 for real, D(x)^2 for fake."""
     return (pred - (1.0 if real else 0.0)).pow(2).mean()
+
+
+class ImagePool:
+    """CycleGAN's history of generated images (pool size 50): the discriminators see, for each new
+    image, with probability 1/2 a stored one (which the new image replaces), else the new one.
+    ``state_dict``/``load_state_dict`` let a stage checkpoint it."""
+
+    def __init__(self, size: int = 50):
+        self.size, self.images = size, []
+
+    def query(self, images: torch.Tensor, rng) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach().split(1):
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif rng.random() > 0.5:
+                k = int(rng.integers(self.size))
+                out.append(self.images[k].to(image.device))
+                self.images[k] = image
+            else:
+                out.append(image)
+        return torch.cat(out)
+
+    def state_dict(self) -> dict:
+        return {'images': torch.cat(self.images) if self.images else torch.zeros(0)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.images = list(state['images'].split(1)) if len(state['images']) else []

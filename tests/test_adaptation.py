@@ -70,17 +70,21 @@ def test_grid_selection_takes_the_best_point_and_says_so():
     assert select(records, 'target_all', 'target_test')[1] == 'a'
 
 
-@pytest.mark.parametrize('freeze', [True, False])
-def test_batchnorm_frozen_during_adaptation_as_the_originals(freeze):
+@pytest.mark.parametrize('bn, statistics_move, train_mode, affine_trains', [
+    ('affine_frozen', True, True, False), ('frozen', False, False, False), ('trained', True, True, True)])
+def test_batchnorm_modes_default_as_the_originals(bn, statistics_move, train_mode, affine_trains):
+    """Default 'affine_frozen' (every original): affine parameters frozen, running statistics still
+    updated from the source and target batches (train mode)."""
     from udabench.methods.advent import AdvEnt
     from udabench.methods.networks import SegmentationNet
-    method = AdvEnt(freeze_bn=freeze)
+    assert AdvEnt().bn == 'affine_frozen'
+    method = AdvEnt(bn=bn)
     method.net = SegmentationNet('unet', width=4)
     bns = [m for m in method.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = [bn.running_mean.clone() for bn in bns]
     method.train()
     method.net(torch.randn(2, 1, 32, 32) + 3.0)
     changed = any(not torch.equal(b, bn.running_mean) for b, bn in zip(before, bns))
-    assert changed is not freeze
-    assert all(bn.training is not freeze and bn.weight.requires_grad is not freeze for bn in bns)
+    assert changed is statistics_move
+    assert all(bn.training is train_mode and bn.weight.requires_grad is affine_trains for bn in bns)
     assert method.net.training    # the rest of the network still trains

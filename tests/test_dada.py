@@ -25,7 +25,7 @@ def test_depth_fusion_shapes():
 def test_dada_without_source_depth_fails_clearly(tmp_path):
     source = SegmentationSet('compaq', np.zeros((4, 32, 32), np.uint8), np.zeros((4, 32, 32), np.uint8), 'real',
                              description='data/real/compaq (plain layout, 4 images)')
-    method = DADA(iterations=1, batch_size=2)
+    method = DADA(stop_iters=1, batch_size=2)
     ctx = FitContext(source=source, stages=StageRunner(tmp_path, progress=False), cache_dir=tmp_path,
                      net=dict(name='deeplabv3plus', width=8), seg_recipe=dict(loss='focal', optimizer=dict(type='SGD', lr=0.0),
                                                                                batch_size=2, epochs=0.01),

@@ -141,7 +141,7 @@ def test_a_result_does_not_depend_on_what_was_cached_before_it(tmp_path):
 @pytest.mark.parametrize('stage, at', [('adaptation', 4), ('segmentation', 5)])
 def test_a_run_killed_mid_stage_resumes_bit_identical(tmp_path, monkeypatch, stage, at):
     from udabench.runner import run
-    settings = {'method.iterations': 8, 'profile.checkpoint_every': 3}
+    settings = {'method.stop_iters': 8, 'profile.checkpoint_every': 3}
     straight = run(_spec(tmp_path, root=tmp_path / 'a', overrides=settings))
     original = StageRunner.run
 

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from udabench.methods.bdl import masked_bce, pseudo_labels
+from udabench.methods.bdl import pseudo_labels
 from udabench.methods.translation import PatchDiscriminator, ResnetGenerator, lsgan_loss
 
 
@@ -29,14 +29,25 @@ def test_cycle_reconstruction_improves_on_a_tiny_set():
     assert errors[-1] < 0.6 * errors[0]
 
 
-def test_bdl_pseudo_labels_use_median_confidence_per_class_capped():
-    probs = np.array([[0.99, 0.95, 0.6, 0.4, 0.1, 0.02]])
+def test_bdl_pseudo_labels_as_the_originals_ssl_script():
+    probs = np.array([[0.85, 0.8, 0.6, 0.4, 0.1, 0.02, 0.5]])
     labels = pseudo_labels(probs, cap=0.9)
-    # skin confidences 0.99, 0.95, 0.6 -> median 0.95: keep 0.99 and 0.95
-    # background confidences 0.6, 0.9, 0.98 -> median 0.9 (cap 0.9): keep 0.9 and 0.98
-    assert labels.tolist() == [[1, 1, -1, -1, 0, 0]]
-    logits = torch.tensor([5.0, -5.0])
-    assert masked_bce(logits, torch.tensor([-1.0, -1.0])) == 0
+    # skin (p > 0.5) confidences sorted 0.6, 0.8, 0.85 -> threshold at index round(3/2) = 2: 0.85
+    # (np.median would give 0.8); background 0.5 (p = 0.5 exactly goes there, argmax's first index),
+    # 0.6, 0.9, 0.98 -> index 2: 0.9 (cap 0.9): keep 0.9 and 0.98
+    assert labels.tolist() == [[1, -1, -1, -1, 0, 0, -1]]
+
+
+def test_image_pool_returns_stored_fakes_and_checkpoints():
+    from udabench.methods.translation import ImagePool
+    pool = ImagePool(2)
+    first = torch.zeros(2, 1, 4, 4)
+    assert torch.equal(pool.query(first, np.random.default_rng(0)), first)     # filling: the new images
+    out = torch.cat([pool.query(torch.ones(1, 1, 4, 4), np.random.default_rng(s)) for s in range(8)])
+    assert (out == 0).any() and (out == 1).any()     # sometimes a stored image, sometimes the new one
+    copy = ImagePool(2)
+    copy.load_state_dict(pool.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(copy.images, pool.images))
 
 
 def test_bdl_end_to_end_smoke(tmp_path, smoke_run):

@@ -3,6 +3,9 @@
 
     python tools/run_benchmark.py --method source_only --target hand --net unet --profile cpu
 
+``--study controls`` runs the method's declared ``controls`` (its config file: name -> overrides,
+e.g. every target weight 0 and the target weights x 100), one result file tagged with each name.
+
 Every run (seed x grid point) is validated before any trains (exit 2 on a bad option). Then each
 runs; a failed one (diverged: a failure record is written; locked by another process; unreadable
 data or checkpoint) does not stop the others, and the command ends with a summary and exit 1.
@@ -15,8 +18,8 @@ import logging
 import sys
 
 from udabench.results import describe_result
-from udabench.runner import (TARGETS, RunSpec, compose_config, describe_registries, grid_points,
-                             parse_overrides, point_tag, run, run_status, validate)
+from udabench.runner import (TARGETS, RunSpec, compose_config, describe_registries, run_points,
+                             parse_overrides, run, run_status, validate)
 
 
 def main(argv=None) -> int:
@@ -33,7 +36,8 @@ def main(argv=None) -> int:
     parser.add_argument('--grid', action='store_true', help="run every point of the method's grid")
     parser.add_argument('--tag', default='', help='suffix of the result file name (default: none)')
     parser.add_argument('--study', default='main',
-                        help='main (Tables 1-3) or a study name (ablation, fraction, ...) kept out of the main tables')
+                        help='main (Tables 1-3) or a study name (ablation, fraction, ...) kept out of the main tables; '
+                             "'controls' runs the method's declared controls")
     parser.add_argument('--force', action='store_true', help='re-run even if the result file exists')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')
     parser.add_argument('--results-dir', default='results/runs')
@@ -51,15 +55,14 @@ def main(argv=None) -> int:
         overrides = parse_overrides(args.set)
         if args.pretrained:
             overrides['net.pretrained'] = args.pretrained
-        points = [{}]
-        if args.grid:
-            points = grid_points(compose_config(args.method, args.net, args.profile, overrides))
+        points = run_points(compose_config(args.method, args.net, args.profile, overrides), args.grid,
+                            args.study == 'controls')
         specs = [RunSpec(method=args.method, target=args.target, net=args.net, profile=args.profile,
                          seed=seed, data_root=args.data_root, overrides={**overrides, **point},
-                         tag='_'.join(t for t in (args.tag, point_tag(point)) if t), study=args.study,
+                         tag='_'.join(t for t in (args.tag, name) if t), study=args.study,
                          results_dir=args.results_dir, work_dir=args.work_dir, device=args.device,
                          progress=not args.no_progress)
-                 for seed in args.seed for point in points]
+                 for seed in args.seed for name, point in points]
         for spec in specs:          # every point validated before any trains
             validate(spec)
     except (KeyError, ValueError, FileNotFoundError, OSError) as err:

@@ -26,7 +26,10 @@ groups = [
     dict(table='Supplement Table 1 (SNV)', methods=['adaptsegnet', 'bdl', 'clan', 'advent', 'dada', 'glss'],
          nets=['deeplabv3plus'], targets=['snv'], study='fraction',
          variants=[dict(tag=f'f{f}', set={'method.target_fraction': f}) for f in (0.6, 0.4, 0.2)]),
+    # Issue 11's controls: per method its declared `controls` (fine-tuning control 'finetune', every
+    # target weight 0, read by tables.delta_table; positive controls 'positive_f0.2'/'positive_f1.0').
+    dict(table='Controls', methods=['adaptsegnet', 'advent', 'clan', 'dada', 'bdl', 'dise'],
+         nets=['deeplabv3plus', 'unet'], targets=['hand', 'snv'], study='controls', controls=True),
     # Not in the plan (CPU time): the UNet grid of AdaptSegNet and the grids of BDL, DISE and DADA
-    # (add `grid=True` groups for them); Table 2 then takes the best point. The `controls` study
-    # (fine-tuning control, tag 'finetune', read by tables.delta_table) joins here once its configs land.
+    # (add `grid=True` groups for them); Table 2 then takes the best point.
 ]
