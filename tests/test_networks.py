@@ -16,8 +16,9 @@ def test_network_outputs_logits_at_input_resolution_and_learns(name):
     assert all(g is not None for g in grads[:3]) and any(g.abs().sum() > 0 for g in grads if g is not None)
 
 
-def test_multiclass_and_aux_head():
-    net = SegmentationNet('deeplabv3plus', width=8, num_classes=5, aux_head=True)
+@pytest.mark.parametrize('name', NETWORKS)
+def test_multiclass_and_aux_head(name):   # FPN's aux head once read a backbone-sized input from its neck
+    net = SegmentationNet(name, width=8, num_classes=5, aux_head=True)
     main, aux = net(torch.randn(2, 1, 32, 32), with_aux=True)
     assert main.shape == aux.shape == (2, 5, 32, 32)
 
