@@ -86,6 +86,8 @@ def check_overrides(base: dict, overrides: dict, method_params: set) -> None:
             where = f'{parent!r}' if parent else 'the config'
             raise KeyError(f'--set {key}: {where} has no key {part!r}'
                            + (f'; it has: {", ".join(map(str, known))}' if known else f' ({parent} is not a section)'))
+        if parts[-1].endswith('epochs') and _number(value):
+            continue             # epochs are a number (fractions of an epoch are fine); its range is checked below
         if not _type_ok(node, value):
             raise ValueError(f'--set {key}={value!r}: expected {_type_name(node)} like its default {node!r}')
 
