@@ -204,10 +204,10 @@ class _Blobs:
             for cx, cy, r, lvl in rng.uniform([0.2, 0.2, 0.08, 0.0], [0.8, 0.8, 0.25, 0.4], (count, 4))]).astype(np.float32)
 
 
-def _train_small_vae(tmp_path, steps=300, **vae):
+def _train_small_vae(tmp_path, steps=150, **vae):
     images = _Blobs().images
     m = GLSS(vae=dict(latent=8, width=16, stem=8, hidden=32, **vae), latent_search=dict(iterations=3),
-             vae_train=dict(epochs=steps, batch_size=8, optimizer=dict(type='RMSprop', lr=1e-3, alpha=0.9, eps=1e-7)),
+             vae_train=dict(epochs=steps, batch_size=8, optimizer=dict(type='RMSprop', lr=2e-4, alpha=0.9, eps=1e-7)),
              beta={}, perceptual=False)
     m.beta, m.heldout_images = 0.0, images
     source = SegmentationSet('blobs', images[:, 0], np.zeros(images[:, 0].shape, np.uint8), 'synthetic')
@@ -218,13 +218,16 @@ def _train_small_vae(tmp_path, steps=300, **vae):
 
 
 def test_a_small_vae_learns_to_beat_the_mean_image_and_to_use_z(tmp_path):
+    # RMSprop lr 2e-4, 150 steps: with the official N(0, 0.02) init z never reaches the image
     m, vae, ctx = _train_small_vae(tmp_path)
     d = m.diagnostics          # measured here on the training images themselves
-    assert d['heldout_rec_mse'] < 0.3 * d['heldout_mean_image_mse']
-    assert d['z_sensitivity'] > 0.05 and d['active_units'] >= 2
+    assert d['heldout_rec_mse'] < 0.6 * d['heldout_mean_image_mse']
+    assert d['z_sensitivity'] > 0.05 and d['active_units'] >= 4
     logs = ctx.stages.history['glss_vae_none/vae']
-    assert len(logs) == 300 and logs[-1]['rec'] < 0.3 * logs[0]['rec']
+    assert len(logs) == 150 and logs[-1]['rec'] < 0.5 * logs[0]['rec']
     assert {'rec', 'perceptual', 'beta_perceptual', 'kl', 'kl_scale'} <= set(logs[0])
+    dead = _train_small_vae(tmp_path / 'dead', init='normal_0.02')[0].diagnostics
+    assert dead['z_sensitivity'] < 0.02
 
 
 def test_kl_warmup_ramps_the_kl_weight(tmp_path):
