@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-INITS = ('kaiming', 'normal_0.02')
+INITS = ('kaiming', 'kaiming_small_out', 'normal_0.02')
 
 
 def sobel_edges(images: torch.Tensor) -> torch.Tensor:
@@ -39,13 +39,16 @@ def _act():
     return nn.LeakyReLU(0.2)
 
 
-def init_weights(module: nn.Module, init: str) -> None:
-    """``'kaiming'``: He-normal for LeakyReLU(0.2) (fan-in); ``'normal_0.02'``: N(0, 0.02); zero biases."""
+def init_weights(module: nn.Module, init: str, outputs=()) -> None:
+    """``'kaiming'``: He-normal for LeakyReLU(0.2) (fan-in); ``'kaiming_small_out'``: the same but
+    N(0, 0.02) for the ``outputs`` layers (those before a tanh image), so that the first images are
+    not saturated noise; ``'normal_0.02'``: N(0, 0.02) everywhere. Zero biases."""
     if init not in INITS:
         raise KeyError(f'unknown method.vae.init {init!r}; expected one of {INITS}')
+    small = {id(m) for m in outputs} if init == 'kaiming_small_out' else set()
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            if init == 'kaiming':
+            if init != 'normal_0.02' and id(m) not in small:
                 nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity='leaky_relu')
             else:
                 nn.init.normal_(m.weight, 0.0, 0.02)
@@ -83,7 +86,7 @@ class EdgeSkipVAE(nn.Module):
         self.refine = nn.Sequential(nn.Conv2d(refine_in, width, 3, padding=1), _act(),
                                     nn.Conv2d(width, width, 3, padding=1), _act(),
                                     nn.Conv2d(width, channels, 3, padding=1), nn.Tanh())
-        init_weights(self, init)
+        init_weights(self, init, outputs=(self.upsample[-2], self.refine[-2]))
 
     def encoder_parameters(self):
         return [*self.encoder.parameters(), *self.mu.parameters(), *self.logvar.parameters()]

@@ -44,14 +44,14 @@ def test_decoder_layers_follow_the_official_code():
         EdgeSkipVAE(image_size=32, init='xavier')
 
 
-@pytest.mark.parametrize('init, alive', [('kaiming', True), ('normal_0.02', False)])
+@pytest.mark.parametrize('init, alive', [('kaiming', True), ('kaiming_small_out', True), ('normal_0.02', False)])
 def test_init_decides_whether_z_reaches_the_coarse_image(init, alive):
     torch.manual_seed(0)
     vae = EdgeSkipVAE(image_size=64, width=32, stem=16, hidden=256, init=init)
     coarse = lambda z: vae.upsample(vae.project(z).view(-1, vae.width, 4, 4))  # noqa: E731
     with torch.no_grad():
         gain = (coarse(torch.randn(8, 64)) - coarse(torch.randn(8, 64))).abs().mean().item()
-    assert (gain > 1e-2) == alive
+    assert (gain > 1e-3) == alive     # N(0, 0.02): ~5e-6 at the cpu widths
 
 
 @pytest.mark.parametrize('edge_skip', [True, False])
