@@ -243,7 +243,7 @@ def test_kl_warmup_ramps_the_kl_weight(tmp_path):
     half = m2.vae_objectives(x, kl_scale=0.5)
     torch.manual_seed(1)
     full = m2.vae_objectives(x)
-    assert torch.allclose(full['encoder_objective'] - half['encoder_objective'], 0.5 * full['kl'])
+    assert torch.allclose(full['encoder_objective'] - half['encoder_objective'], 0.5 * full['kl'], atol=1e-4)
 
 
 def test_holdout_split_is_seeded_disjoint_and_ten_percent():
