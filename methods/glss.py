@@ -8,9 +8,19 @@ method, and also the perceptual model P_psi) is trained on the source, then the 
 
 with L_r = sum ||x - h(z)||^2, L_p = sum ||P(x) - P(h(z))||^2 on S_psi's perceptual layer
 (DeepLabv3+: its last concatenation; UNet: its 6th layer), beta = 2 (UNet) or 3 (DeepLabv3+)
-(seed 000 Eq. 3), RMSprop lr 1e-4, batch 64. KL does not depend on theta, so one backward pass of
-L_g gives the decoder exactly the gradient of L_h (tested). At test time each target image's
-nearest clone is found by ``latent_search`` and S_psi's mask on the clone is the target's mask.
+(seed 000 Eq. 3), RMSprop lr 1e-4 (Keras constants rho 0.9, eps 1e-7), batch 64. KL does not
+depend on theta, so one backward pass of L_g gives the decoder exactly the gradient of L_h (tested).
+At test time each target image's nearest clone is found by ``latent_search`` and S_psi's mask on
+the clone is the target's mask.
+
+``train_generative_model`` builds and trains the searched model in one overridable method (a GAN
+variant replaces it); the VAE path also records diagnostics (``extra_results()['vae']``) on a
+seeded ``vae_train.holdout`` part of the source kept out of training: held-out reconstruction MSE
+vs the mean image's, active latent units, and the decoder's sensitivity to z; every step logs L_r,
+L_p, beta*L_p and KL. Deviations (README): the init (``vae.EdgeSkipVAE``), the optional KL warm-up
+``vae_train.kl_warmup`` (0: none, as the paper), the per-image starting z (``prior_draws``: from
+(seed, image index), so it does not depend on the batching) and the optional search until
+convergence (``latent_search.patience``).
 
 Options for Table 4: ``vae.edge_skip``, ``perceptual`` (L_p on/off) and ``latent_search.enabled``
 (off: the mask of the VAE's reconstruction of the target through the encoder mean).
@@ -29,8 +39,46 @@ from udabench.registry import METHODS
 
 from .base import (FitContext, UDAMethod, cached_stages, check_target_fraction, source_network,
                    target_fraction_indices, to_tensor)
-from .latent_search import latent_search
+from .latent_search import latent_search, prior_draws
 from .vae import EdgeSkipVAE, sobel_edges
+
+
+def holdout_split(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: a seeded ``fraction`` of ``count`` source images is kept out of
+    the VAE's training for its diagnostics (at least one image when ``fraction`` > 0)."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f'method.vae_train.holdout must be in [0, 1), got {fraction!r}')
+    order = np.random.default_rng([seed, 7]).permutation(count)
+    held = max(1, int(round(fraction * count))) if fraction > 0 else 0
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+@torch.no_grad()
+def vae_diagnostics(vae: EdgeSkipVAE, heldout: np.ndarray, mean_image: np.ndarray, seed: int, device: str,
+                    batch_size: int = 64) -> dict:
+    """Whether the VAE learned, on held-out source images: the per-pixel MSE of the reconstruction
+    through the encoder mean beside that of the training set's mean image; the active latent units
+    (variance over the images of mu_d above 0.01); and the decoder's sensitivity to z, the mean
+    |h(z1, e) - h(z2, e)| for two prior draws with the images' own edges e."""
+    if len(heldout) == 0:
+        return {}
+    generator = torch.Generator().manual_seed(seed)
+    mean = to_tensor(mean_image, device)
+    rec, base, change, mus = [], [], [], []
+    for start in range(0, len(heldout), batch_size):
+        x = to_tensor(heldout[start:start + batch_size], device)
+        edges = sobel_edges(x)
+        mu = vae.encode(x)[0]
+        z1, z2 = (torch.randn(len(x), vae.latent, generator=generator).to(device) for _ in range(2))
+        rec.append((vae.decode(mu, edges) - x).pow(2).flatten(1).mean(1))
+        base.append((mean - x).pow(2).flatten(1).mean(1))
+        change.append((vae.decode(z1, edges) - vae.decode(z2, edges)).abs().flatten(1).mean(1))
+        mus.append(mu)
+    rec, base = torch.cat(rec).mean().item(), torch.cat(base).mean().item()
+    variance = torch.cat(mus).var(0) if len(heldout) > 1 else torch.zeros(vae.latent)
+    return {'heldout_images': len(heldout), 'heldout_rec_mse': rec, 'heldout_mean_image_mse': base,
+            'rec_to_mean_image': rec / max(base, 1e-12), 'active_units': int((variance > 0.01).sum()),
+            'latent': vae.latent, 'z_sensitivity': torch.cat(change).mean().item()}
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -45,7 +93,8 @@ class GLSS(UDAMethod):
                  perceptual: bool = True, vae_loss: dict | None = None, target_fraction: float = 0.0,
                  predict_batch_size: int = 256):
         super().__init__()
-        self.vae_cfg, self.vae_train, self.ls_cfg = dict(vae), dict(vae_train), dict(latent_search)
+        self.vae_cfg, self.ls_cfg = dict(vae), dict(latent_search)
+        self.vae_train = {**dict(holdout=0.1, kl_warmup=0.0), **vae_train}
         self.beta_by_net, self.perceptual = dict(beta), perceptual
         self.vae_loss = {**dict(reduction='sum', rec_terms=('mse',), rec_weight=1.0, kl_weight=1.0), **(vae_loss or {})}
         self.target_fraction = check_target_fraction(target_fraction, allow_zero=True)
@@ -53,12 +102,15 @@ class GLSS(UDAMethod):
         self.uses_target_images = target_fraction > 0
         self.predict_batch_size = predict_batch_size
         self.ls_seconds: list[float] = []
+        self.ls_iterations: list[np.ndarray] = []
+        self.diagnostics: dict = {}
+        self.images_searched = 0
         self.progress = False
 
     # ----------------------------------------------------------------------------- training
-    def vae_objectives(self, x: torch.Tensor) -> dict:
-        """L_r, L_p, KL and the two objectives of Algorithm 1 for a batch ``x``."""
-        recon, mu, logvar = self.vae(x)
+    def vae_objectives(self, x: torch.Tensor, vae: EdgeSkipVAE | None = None, kl_scale: float = 1.0) -> dict:
+        """L_r, L_p, KL and the two objectives of Algorithm 1 for a batch ``x`` (``kl_scale``: KL warm-up factor)."""
+        recon, mu, logvar = (vae or self.vae)(x)
         cfg = self.vae_loss
         if cfg['reduction'] == 'sum':      # Algorithm 1: squared norms per image, batch mean
             terms = {'mse': (x - recon).pow(2).flatten(1).sum(1).mean(),
@@ -74,7 +126,7 @@ class GLSS(UDAMethod):
                 if self.perceptual else torch.zeros((), device=x.device))
         decoder_objective = rec + self.beta * perc
         return dict(rec=rec, perceptual=perc, kl=kl, decoder_objective=decoder_objective,
-                    encoder_objective=decoder_objective + cfg['kl_weight'] * kl)
+                    encoder_objective=decoder_objective + kl_scale * cfg['kl_weight'] * kl)
 
     def fit(self, ctx: FitContext) -> None:
         self.progress = ctx.progress
@@ -83,39 +135,52 @@ class GLSS(UDAMethod):
             p.requires_grad_(False)
         self.net.eval()
         self.beta = self.beta_by_net.get(ctx.net['name'], 0.0) if self.perceptual else 0.0
-        size = ctx.source.images.shape[-1]
-        torch.manual_seed(ctx.seed)
-        self.vae = EdgeSkipVAE(image_size=size, **self.vae_cfg).to(ctx.device)
-        images, target_key = ctx.source.normalised_images(), ()
+        source = ctx.source.normalised_images()
+        train_idx, heldout_idx = holdout_split(len(source), self.vae_train['holdout'], ctx.seed)
+        self.heldout_images, images = source[heldout_idx], source[train_idx]
         if self.target_fraction > 0:   # seed 000 §2.4: VAE trained on source + a fraction of target
-            target_part = ctx.target_images[target_fraction_indices(len(ctx.target_images), self.target_fraction,
-                                                                    ctx.seed)]
-            images = np.concatenate([images, target_part])
-            # the cached VAE then depends on the target images too, not only on the source set
-            target_key = (hashlib.sha1(np.ascontiguousarray(target_part).tobytes()).hexdigest(),)
+            images = np.concatenate([images, ctx.target_images[target_fraction_indices(
+                len(ctx.target_images), self.target_fraction, ctx.seed)]])
+        self.images_searched = 0
+        self.vae = self.train_generative_model(ctx, images)
+        self.vae.eval()
+        for p in self.vae.parameters():
+            p.requires_grad_(False)
+
+    def train_generative_model(self, ctx: FitContext, images: np.ndarray) -> torch.nn.Module:
+        """Build and train (or load from the cache) the generative model searched at test time on
+        ``images`` (normalised); here the edge-skip VAE with Algorithm 1, then its diagnostics."""
+        torch.manual_seed(ctx.seed)
+        vae = EdgeSkipVAE(image_size=images.shape[-1], **self.vae_cfg).to(ctx.device)
         train = self.vae_train
-        enc_opt = build_optimizer(self.vae.encoder_parameters(), train['optimizer'])
-        dec_opt = build_optimizer(self.vae.decoder_parameters(), train['optimizer'])
+        enc_opt = build_optimizer(vae.encoder_parameters(), train['optimizer'])
+        dec_opt = build_optimizer(vae.decoder_parameters(), train['optimizer'])
         num_iters = iterations_for(train['epochs'], len(images), train['batch_size'])
+        warmup = train['kl_warmup'] * num_iters
 
         def step(it):
             x = to_tensor(images[batch_indices(len(images), train['batch_size'], it, ctx.seed)], ctx.device)
-            losses = self.vae_objectives(x)
+            kl_scale = min(1.0, (it + 1) / warmup) if warmup > 0 else 1.0
+            losses = self.vae_objectives(x, vae, kl_scale)
             enc_opt.zero_grad(set_to_none=True)
             dec_opt.zero_grad(set_to_none=True)
             # phi gets grad L_g; theta gets grad L_g = grad L_h since KL is independent of theta.
             losses['encoder_objective'].backward()
             enc_opt.step()
             dec_opt.step()
-            return {k: v.item() for k, v in losses.items() if k in ('rec', 'perceptual', 'kl')}
+            return {'rec': losses['rec'].item(), 'perceptual': losses['perceptual'].item(),
+                    'beta_perceptual': self.beta * losses['perceptual'].item(), 'kl': losses['kl'].item(),
+                    'kl_scale': kl_scale}
 
+        digest = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
         stages = cached_stages(ctx, f'glss_vae_{ctx.net["name"]}', ctx.net, ctx.seg_recipe, self.vae_cfg,
-                               self.vae_loss, train, self.beta, self.target_fraction, *target_key)
-        self.vae.train()
-        stages.run('vae', step, num_iters, {'vae': self.vae, 'encoder_opt': enc_opt, 'decoder_opt': dec_opt})
-        self.vae.eval()
-        for p in self.vae.parameters():
-            p.requires_grad_(False)
+                               self.vae_loss, train, self.beta, digest)
+        vae.train()
+        stages.run('vae', step, num_iters, {'vae': vae, 'encoder_opt': enc_opt, 'decoder_opt': dec_opt})
+        vae.eval()
+        self.diagnostics = vae_diagnostics(vae, self.heldout_images, images.mean(0), ctx.seed, ctx.device)
+        self.diagnostics['holdout'] = train['holdout']
+        return vae
 
     # ---------------------------------------------------------------------------- inference
     def nearest_clones(self, images: torch.Tensor, record_every: int | None = None):
@@ -125,12 +190,18 @@ class GLSS(UDAMethod):
             with torch.no_grad():
                 return self.vae.decode(self.vae.encode(images)[0], sobel_edges(images)), {}
         started = time.time()
-        generator = torch.Generator().manual_seed(cfg.get('seed', 0))
+        n, restarts = len(images), cfg.get('restarts', 1)
+        # z of image i (in prediction order) depends on (seed, i) only, not on the batch it falls in
+        z0 = prior_draws(range(self.images_searched, self.images_searched + n), restarts, self.vae.latent,
+                         cfg.get('seed', 0)).to(images.device) if cfg.get('init', 'prior') == 'prior' else None
+        self.images_searched += n
         with torch.enable_grad():
             result = latent_search(self.vae, images, iterations=cfg['iterations'], loss=cfg['loss'], lr=cfg['lr'],
                                    betas=tuple(cfg['betas']), eps=cfg.get('eps', 1e-8), init=cfg.get('init', 'prior'),
-                                   restarts=cfg.get('restarts', 1), record_every=record_every, generator=generator,
+                                   restarts=restarts, record_every=record_every, z0=z0,
+                                   patience=cfg.get('patience'), tolerance=cfg.get('tolerance', 1e-3),
                                    progress=self.progress)
+        self.ls_iterations.append(result.iterations.cpu().numpy())
         self.ls_seconds.append((time.time() - started) / len(images))
         return result.clones, result.snapshots
 
@@ -149,7 +220,11 @@ class GLSS(UDAMethod):
         return out
 
     def extra_results(self) -> dict:
-        if not self.ls_seconds:
-            return {}
-        return {'latent_search': {'seconds_per_image': float(np.mean(self.ls_seconds)),
-                                  'iterations': self.ls_cfg['iterations'], 'batch_size': self.predict_batch_size}}
+        out = {'vae': self.diagnostics} if self.diagnostics else {}
+        if self.ls_seconds:
+            used = np.concatenate(self.ls_iterations)
+            out['latent_search'] = {'seconds_per_image': float(np.mean(self.ls_seconds)),
+                                    'iterations': self.ls_cfg['iterations'], 'patience': self.ls_cfg.get('patience'),
+                                    'iterations_used': {'mean': float(used.mean()), 'max': int(used.max())},
+                                    'batch_size': self.predict_batch_size}
+        return out

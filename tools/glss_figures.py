@@ -16,9 +16,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from pytorch_msssim import ssim
 
-from udabench.methods.latent_search import latent_search
+from udabench.methods.latent_search import latent_search, ssim
 from udabench.methods.vae import sobel_edges
 from udabench.runner import RunSpec, prepare
 
@@ -70,8 +69,8 @@ def main(argv=None) -> int:
     fig, axes = plt.subplots(1, args.images, figsize=(3.2 * args.images, 2.8), squeeze=False)
     for i in range(args.images):
         with torch.no_grad():
-            to_target = ssim(x[i:i + 1].expand_as(source), source, data_range=2.0, size_average=False)
-            to_clone = ssim(search.clones[i:i + 1].expand_as(source), source, data_range=2.0, size_average=False)
+            to_target = ssim(x[i:i + 1].expand_as(source), source)
+            to_clone = ssim(search.clones[i:i + 1].expand_as(source), source)
         ax = axes[0, i]
         ax.hist(to_target.cpu().numpy(), bins=40, alpha=0.6, color='tab:blue', label='target vs source')
         ax.hist(to_clone.cpu().numpy(), bins=40, alpha=0.6, color='tab:red', label='clone vs source')
