@@ -29,6 +29,7 @@ from udabench.registry import METHODS
 
 from .base import (FitContext, UDAMethod, cached_stages, check_target_fraction, source_network,
                    target_fraction_indices, to_tensor)
+from .gan import source_frechet_distance
 from .latent_search import latent_search
 from .vae import EdgeSkipVAE, sobel_edges
 
@@ -54,6 +55,7 @@ class GLSS(UDAMethod):
         self.predict_batch_size = predict_batch_size
         self.ls_seconds: list[float] = []
         self.progress = False
+        self.sample_quality: dict = {}
 
     # ----------------------------------------------------------------------------- training
     def vae_objectives(self, x: torch.Tensor) -> dict:
@@ -83,16 +85,29 @@ class GLSS(UDAMethod):
             p.requires_grad_(False)
         self.net.eval()
         self.beta = self.beta_by_net.get(ctx.net['name'], 0.0) if self.perceptual else 0.0
-        size = ctx.source.images.shape[-1]
-        torch.manual_seed(ctx.seed)
-        self.vae = EdgeSkipVAE(image_size=size, **self.vae_cfg).to(ctx.device)
-        images, target_key = ctx.source.normalised_images(), ()
+        images = ctx.source.normalised_images()
         if self.target_fraction > 0:   # seed 000 §2.4: VAE trained on source + a fraction of target
             target_part = ctx.target_images[target_fraction_indices(len(ctx.target_images), self.target_fraction,
                                                                     ctx.seed)]
             images = np.concatenate([images, target_part])
-            # the cached VAE then depends on the target images too, not only on the source set
-            target_key = (hashlib.sha1(np.ascontiguousarray(target_part).tobytes()).hexdigest(),)
+        self.vae = self.train_generative_model(ctx, images)
+        self.vae.eval()
+        for p in self.vae.parameters():
+            p.requires_grad_(False)
+        self.sample_quality = source_frechet_distance(self.net, self.vae, ctx.source.normalised_images(), ctx.seed,
+                                                      ctx.device)
+
+    def target_key(self, ctx: FitContext, images: np.ndarray) -> tuple:
+        """Cache-key part for the target images appended to the source ones (target-fraction study):
+        a model trained on them depends on the target too, not only on the source set."""
+        if self.target_fraction == 0:
+            return ()
+        return (hashlib.sha1(np.ascontiguousarray(images[len(ctx.source.images):]).tobytes()).hexdigest(),)
+
+    def train_generative_model(self, ctx: FitContext, images: np.ndarray) -> torch.nn.Module:
+        """The edge-skip VAE trained on ``images`` (N, 1, H, W) in [-1, 1] with Algorithm 1 (cached)."""
+        torch.manual_seed(ctx.seed)
+        self.vae = EdgeSkipVAE(image_size=images.shape[-1], **self.vae_cfg).to(ctx.device)
         train = self.vae_train
         enc_opt = build_optimizer(self.vae.encoder_parameters(), train['optimizer'])
         dec_opt = build_optimizer(self.vae.decoder_parameters(), train['optimizer'])
@@ -110,12 +125,10 @@ class GLSS(UDAMethod):
             return {k: v.item() for k, v in losses.items() if k in ('rec', 'perceptual', 'kl')}
 
         stages = cached_stages(ctx, f'glss_vae_{ctx.net["name"]}', ctx.net, ctx.seg_recipe, self.vae_cfg,
-                               self.vae_loss, train, self.beta, self.target_fraction, *target_key)
+                               self.vae_loss, train, self.beta, self.target_fraction, *self.target_key(ctx, images))
         self.vae.train()
         stages.run('vae', step, num_iters, {'vae': self.vae, 'encoder_opt': enc_opt, 'decoder_opt': dec_opt})
-        self.vae.eval()
-        for p in self.vae.parameters():
-            p.requires_grad_(False)
+        return self.vae
 
     # ---------------------------------------------------------------------------- inference
     def nearest_clones(self, images: torch.Tensor, record_every: int | None = None):
@@ -149,7 +162,8 @@ class GLSS(UDAMethod):
         return out
 
     def extra_results(self) -> dict:
+        out = {'frechet_distance': self.sample_quality} if self.sample_quality else {}
         if not self.ls_seconds:
-            return {}
-        return {'latent_search': {'seconds_per_image': float(np.mean(self.ls_seconds)),
+            return out
+        return {**out, 'latent_search': {'seconds_per_image': float(np.mean(self.ls_seconds)),
                                   'iterations': self.ls_cfg['iterations'], 'batch_size': self.predict_batch_size}}
