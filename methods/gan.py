@@ -123,6 +123,7 @@ def standing_statistics(generator: nn.Module, batches: int, batch_size: int, see
     """Re-estimate the generator's BatchNorm running statistics as the plain average over ``batches``
     prior batches (BigGAN's standing statistics); leaves the generator in eval mode."""
     norms = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
     noise = torch.Generator().manual_seed(seed)
     for m in norms:
         m.reset_running_stats()
@@ -130,8 +131,8 @@ def standing_statistics(generator: nn.Module, batches: int, batch_size: int, see
     generator.train()
     for _ in range(batches):
         generator(torch.randn(batch_size, generator.latent, generator=noise).to(device))
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     generator.eval()
 
 
