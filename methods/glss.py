@@ -15,6 +15,9 @@ nearest clone is found by ``latent_search`` and S_psi's mask on the clone is the
 Options for Table 4: ``vae.edge_skip``, ``perceptual`` (L_p on/off) and ``latent_search.enabled``
 (off: the mask of the VAE's reconstruction of the target through the encoder mean).
 ``glss_official_code`` reproduces the official code's choices instead of the paper's.
+``train_generative_model`` builds and trains the generative model (``glss_gan`` overrides it with a
+GAN, seed 000 §2.5); the result's ``frechet_distance`` scores its prior samples against the source
+images (``gan.source_frechet_distance``).
 """
 from __future__ import annotations
 
