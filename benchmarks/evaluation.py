@@ -94,3 +94,29 @@ class MultiClassIoUEvaluator:
             values = iou[list(classes)]
             out[subset_name] = float(np.nanmean(values)) if np.isfinite(values).any() else float('nan')
         return out
+
+
+def frechet_distance_from_moments(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """Fréchet distance between N(mu1, cov1) and N(mu2, cov2) (Dowson & Landau 1982; FID's formula,
+    Heusel et al. 2017): ||mu1 - mu2||^2 + Tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2))."""
+    from scipy import linalg
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
+    if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f'Fréchet distance: mismatched moments {mu1.shape}, {cov1.shape} vs {mu2.shape}, {cov2.shape}')
+    root = linalg.sqrtm(cov1 @ cov2)
+    if not np.isfinite(root).all():     # singular product (fewer samples than dims): regularise, as FID does
+        eps = np.eye(len(mu1)) * 1e-6
+        root = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
+    root = np.real(root)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(root))
+
+
+def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N1, D) and (N2, D)."""
+    feats1, feats2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
+    if feats1.ndim != 2 or feats2.ndim != 2 or feats1.shape[1] != feats2.shape[1] or min(len(feats1), len(feats2)) < 2:
+        raise ValueError(f'Fréchet distance needs two (N >= 2, D) feature sets of equal D, got {feats1.shape} and '
+                         f'{feats2.shape}')
+    return frechet_distance_from_moments(feats1.mean(0), np.cov(feats1, rowvar=False),
+                                         feats2.mean(0), np.cov(feats2, rowvar=False))

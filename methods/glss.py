@@ -25,6 +25,9 @@ convergence (``latent_search.patience``).
 Options for Table 4: ``vae.edge_skip``, ``perceptual`` (L_p on/off) and ``latent_search.enabled``
 (off: the mask of the VAE's reconstruction of the target through the encoder mean).
 ``glss_official_code`` reproduces the official code's choices instead of the paper's.
+``train_generative_model`` builds and trains the generative model (``glss_gan`` overrides it with a
+GAN, seed 000 §2.5); the result's ``frechet_distance`` scores its prior samples against the source
+images (``gan.source_frechet_distance``).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from udabench.registry import METHODS
 
 from .base import (FitContext, UDAMethod, cached_stages, check_target_fraction, source_network,
                    target_fraction_indices, to_tensor)
+from .gan import source_frechet_distance
 from .latent_search import latent_search, prior_draws
 from .vae import EdgeSkipVAE, sobel_edges
 
@@ -81,6 +85,12 @@ def vae_diagnostics(vae: EdgeSkipVAE, heldout: np.ndarray, mean_image: np.ndarra
             'latent': vae.latent, 'z_sensitivity': torch.cat(change).mean().item()}
 
 
+def images_digest(images: np.ndarray) -> str:
+    """Content hash of a model's training images, part of its cache key (source, held-out split and,
+    in the target-fraction study, the target images appended to them)."""
+    return hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
+
+
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """(N,) KL(N(mu, sigma^2) || N(0, I)) summed over latent dimensions."""
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
@@ -106,6 +116,7 @@ class GLSS(UDAMethod):
         self.diagnostics: dict = {}
         self.images_searched = 0
         self.progress = False
+        self.sample_quality: dict = {}
 
     # ----------------------------------------------------------------------------- training
     def vae_objectives(self, x: torch.Tensor, vae: EdgeSkipVAE | None = None, kl_scale: float = 1.0) -> dict:
@@ -146,6 +157,8 @@ class GLSS(UDAMethod):
         self.vae.eval()
         for p in self.vae.parameters():
             p.requires_grad_(False)
+        self.sample_quality = source_frechet_distance(self.net, self.vae, ctx.source.normalised_images(), ctx.seed,
+                                                      ctx.device)
 
     def train_generative_model(self, ctx: FitContext, images: np.ndarray) -> torch.nn.Module:
         """Build and train (or load from the cache) the generative model searched at test time on
@@ -172,9 +185,8 @@ class GLSS(UDAMethod):
                     'beta_perceptual': self.beta * losses['perceptual'].item(), 'kl': losses['kl'].item(),
                     'kl_scale': kl_scale}
 
-        digest = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
         stages = cached_stages(ctx, f'glss_vae_{ctx.net["name"]}', ctx.net, ctx.seg_recipe, self.vae_cfg,
-                               self.vae_loss, train, self.beta, digest)
+                               self.vae_loss, train, self.beta, images_digest(images))
         vae.train()
         stages.run('vae', step, num_iters, {'vae': vae, 'encoder_opt': enc_opt, 'decoder_opt': dec_opt})
         vae.eval()
@@ -221,6 +233,8 @@ class GLSS(UDAMethod):
 
     def extra_results(self) -> dict:
         out = {'vae': self.diagnostics} if self.diagnostics else {}
+        if self.sample_quality:
+            out['frechet_distance'] = self.sample_quality
         if self.ls_seconds:
             used = np.concatenate(self.ls_iterations)
             out['latent_search'] = {'seconds_per_image': float(np.mean(self.ls_seconds)),
