@@ -9,18 +9,20 @@ images, so that a long run at ``--profile paper`` does not fail hours in (MIC's 
 Every iteration count of the composed config (``method.stop_iters``, ``translation.iterations``,
 ``latent_search.iterations``, ...) is set to ``--steps`` and every epoch count (the segmentation
 network's, the VAE's) to the epochs that make ``--steps`` steps over ``--images`` images. Each run
-goes through the public ``runner.run`` in a forked child process into a temporary folder; the
+goes through the public ``runner.run`` in a child process (a fresh interpreter: a forked child of a
+process that already runs torch's thread pool can deadlock) into a temporary folder; the
 cached Source Only network and VAE are shared between runs as in real use, so the first run of a
 net also trains them. Printed per run: the wall time, the child's peak resident memory
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``: it includes the ~parent's imported libraries,
-printed as the baseline) and on a GPU the peak allocated GPU memory, and the steps each stage ran.
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``: it includes the imported libraries, about the
+parent's figure printed as the baseline) and on a GPU the peak allocated GPU memory, and the steps each stage ran.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
+import dataclasses
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +53,11 @@ def step_overrides(method: str, net: str, profile: str, steps: int, images: int)
     return out
 
 
-def _child(spec: RunSpec, conn) -> None:
+RESULT_MARK = 'startup-check-result: '
+
+
+def _child(spec: RunSpec) -> dict:
+    """Run ``spec`` in this process; its wall time, peak memory, stage steps or error."""
     import torch
     started = time.time()
     try:
@@ -62,28 +68,24 @@ def _child(spec: RunSpec, conn) -> None:
     except Exception:   # noqa: BLE001  (reported, not raised: the check goes on with the next run)
         stages, error = {}, traceback.format_exc()
     gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
-    conn.send(dict(wall_s=time.time() - started, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   peak_gpu_mib=gpu, stages=stages, error=error))
-    conn.close()
+    return dict(wall_s=time.time() - started, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                peak_gpu_mib=gpu, stages=stages, error=error)
 
 
 def check_one(method: str, net: str, target: str, profile: str, steps: int, images: int, root: Path,
               device: str = 'auto') -> dict:
-    """Run one (method, net, target) in a forked child; its wall time, peak memory, stage steps or error."""
+    """Run one (method, net, target) in a child interpreter; its wall time, peak memory, stage steps or error."""
     spec = RunSpec(method=method, target=target, net=net, profile=profile, data_root=str(root / 'no-real-data'),
                    overrides=step_overrides(method, net, profile, steps, images), results_dir=str(root / 'runs'),
                    work_dir=str(root / 'work'), synthetic_cache=str(root / 'synth'), device=device, progress=False)
-    ctx = mp.get_context('fork')
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(spec, send))
-    child.start()
-    send.close()
-    try:
-        result = receive.recv()
-    except EOFError:
+    done = subprocess.run([sys.executable, __file__, '--child', json.dumps(dataclasses.asdict(spec))],
+                          capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if lines:
+        result = json.loads(lines[-1][len(RESULT_MARK):])
+    else:
         result = dict(wall_s=None, peak_rss_mib=None, peak_gpu_mib=None, stages={},
-                      error=f'the child process died (exit code {child.exitcode}; out of memory?)')
-    child.join()
+                      error=f'the child process died (exit code {done.returncode}; out of memory?)\n{done.stderr[-2000:]}')
     return dict(method=method, net=net, target=target, **result)
 
 
@@ -99,7 +101,11 @@ def main(argv=None) -> int:
     parser.add_argument('--work-dir', help='where runs, caches and data go (default: a temporary folder)')
     parser.add_argument('--json', metavar='PATH', help='also write the results here')
     parser.add_argument('--list', action='store_true', help='list the method configs and exit')
+    parser.add_argument('--child', metavar='SPEC', help=argparse.SUPPRESS)   # one run, in the child interpreter
     args = parser.parse_args(argv)
+    if args.child:
+        print(RESULT_MARK + json.dumps(_child(RunSpec(**json.loads(args.child)))), flush=True)
+        return 0
     methods = config_names('methods')
     if args.list:
         print('\n'.join(methods))
