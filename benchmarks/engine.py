@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from .results import atomic_write
 
 logger = logging.getLogger('udabench')
 
@@ -69,10 +70,7 @@ def build_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def fingerprint(*parts) -> str:

@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -36,12 +37,28 @@ def package_versions() -> dict:
     return out
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
+def atomic_write(path: Path, write, mode: str = 'wb', **open_kwargs) -> None:
+    """Write ``path`` atomically: ``write(file)`` fills a temporary file of a name unique to this
+    writer in the same folder, which then replaces ``path``. Concurrent writers of one path (two runs
+    rendering the same synthetic cache) never share a temporary file; the last replace wins."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + '\n')
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)          # as a plain open() would create it (mkstemp makes it 0600)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + '\n'
+    atomic_write(path, lambda fh: fh.write(text), mode='w')
 
 
 def load_results(root: Path) -> list[dict]:
@@ -69,16 +86,14 @@ def training_log_path(result: Path) -> Path:
 def write_training_log(path: Path, history: dict) -> None:
     """One CSV row per (stage, iteration) with every logged value; atomically."""
     keys = sorted({k for logs in history.values() for log in logs for k in log})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    with tmp.open('w', newline='') as fh:
+
+    def write(fh):
         writer = csv.DictWriter(fh, ['stage', 'iteration', *keys])
         writer.writeheader()
         for stage, logs in history.items():
             for it, log in enumerate(logs):
                 writer.writerow({'stage': stage, 'iteration': it, **log})
-    os.replace(tmp, path)
+    atomic_write(path, write, mode='w', newline='')
 
 
 def summarise_training_log(history: dict, window: float = 0.1) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from udabench.registry import DATASETS
+from udabench.results import atomic_write
 
 from . import synthetic
 from .base import SegmentationSet
@@ -44,10 +45,7 @@ def _synthetic_loader(domain: str):
         else:
             logger.info('rendering %d %s images at %dx%d into %s', count, domain, size, size, path)
             arrays = synthetic.generate(domain, count, size, seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix('.tmp.npz')
-            np.savez_compressed(tmp, **arrays)
-            tmp.replace(path)
+            atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
         return SegmentationSet(name=domain, images=arrays['images'], masks=arrays['masks'],
                                depth=arrays['depth'].astype(np.float32), data_source='synthetic',
                                description=f'procedural twin, renderer v{synthetic.RENDERER_VERSION}, seed {seed}')

@@ -219,3 +219,31 @@ def test_tables_show_a_failed_cell_as_failed():
     assert frame.loc['AdvEnt', ('Hand Gesture', 'UNet', 'IoU')] == 'failed'
     frame, _ = tables.table2([rec(0, 0.5), rec(1)])
     assert frame.loc['AdvEnt', ('Hand Gesture', 'UNet', 'IoU')] == '0.500 (n=1) (1 failed)'
+
+
+def test_two_writers_of_one_file_never_share_a_temporary_file(tmp_path, monkeypatch):
+    """Two runs rendering the same synthetic cache at once collided on one fixed ``.tmp`` name (the
+    second rename found no file). Here a second writer finishes while the first is still writing."""
+    from udabench.results import atomic_write
+    target = tmp_path / 'cache.npz'
+
+    def first(fh):
+        atomic_write(target, lambda other: other.write(b'second'))
+        fh.write(b'first')
+    atomic_write(target, first)
+    assert target.read_bytes() == b'first' and list(tmp_path.iterdir()) == [target]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+    import udabench.datasets as data
+    written = []
+    monkeypatch.setattr(data, 'atomic_write', lambda path, write: written.append(path) or atomic_write(path, write))
+    from udabench.registry import DATASETS, lookup
+    lookup(DATASETS, 'synth_hand')(size=16, count=4, seed=0, cache_dir=str(tmp_path / 'synth'))
+    assert [p.name for p in written] == ['synth_hand_n4_s16_seed0_v1.npz']
+
+
+def _umask() -> int:
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
