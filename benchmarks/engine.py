@@ -52,14 +52,6 @@ def iterations_for(epochs: float, n: int, batch_size: int) -> int:
     return max(1, int(round(epochs * max(n // batch_size, 1))))
 
 
-def poly_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], iteration: int, max_iters: int,
-            power: float = 0.9) -> None:
-    """The poly schedule lr = base * (1 - it / max_it) ** power (DeepLab, AdaptSegNet, ADVENT)."""
-    factor = (1 - iteration / max_iters) ** power
-    for group, base in zip(optimizer.param_groups, base_lrs):
-        group['lr'] = base * factor
-
-
 def build_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     """``dict(type='RMSprop'|'SGD'|'Adam', **kwargs)`` -> the torch optimiser."""
     cfg = dict(cfg)

@@ -13,7 +13,7 @@ Options and deviations:
   signal from z alive through the decoder, while the official code's ``'normal_0.02'`` shrinks the
   gain from z to the coarse image to ~1e-5 at the ``cpu`` widths, so the decoder paints through the
   edge skip and never uses z. ``'kaiming_small_out'`` keeps N(0, 0.02) on the two layers before a
-  tanh image (measured at ``cpu``, 160 iterations: the decoder then barely uses z either; README).
+  tanh image (in a short scratch run at ``cpu``, 160 iterations, the decoder then barely used z either).
 * ``edge_tanh``: the paper concatenates the edges "via a tanh non linearity" (ambiguous: the tanh
   may be the coarse image's); the official code feeds the raw edges. Default False (official).
 """

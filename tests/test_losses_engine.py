@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from udabench.engine import StageRunner, batch_indices, poly_lr
+from udabench.engine import StageRunner, batch_indices
 from udabench.methods.losses import binary_focal_loss, dice_bce_loss, segmentation_loss, soft_dice_loss
 
 
@@ -32,12 +32,6 @@ def test_batches_are_seeded_and_cover_each_epoch():
     b = [batch_indices(10, 5, it, seed=3) for it in range(4)]
     assert all((x == y).all() for x, y in zip(a, b))
     assert sorted(np.concatenate(a[:2])) == list(range(10))
-
-
-def test_poly_lr():
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    poly_lr(opt, [2.5e-4], 50, 100, 0.9)
-    assert opt.param_groups[0]['lr'] == pytest.approx(2.5e-4 * 0.5 ** 0.9)
 
 
 def _fit(runner, stop_at=None):
