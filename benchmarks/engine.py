@@ -17,6 +17,7 @@ A work directory is keyed by everything that determines its stages (``fingerprin
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import functools
@@ -70,11 +71,14 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def hash_sources(folders) -> str:
-    """Hash of every ``.py`` file (path relative to its folder, and content) under ``folders``."""
+def hash_sources(folders, exclude=()) -> str:
+    """Hash of every ``.py`` file (path relative to its folder, and content) under ``folders``, but
+    those whose relative path (``folder/...``) starts with one of ``exclude``."""
     digest = hashlib.sha256()
     for folder in map(Path, folders):
         for path in sorted(folder.rglob('*.py')):
+            if f'{folder.name}/{path.relative_to(folder).as_posix()}'.startswith(tuple(exclude)):
+                continue
             digest.update(f'{folder.name}/{path.relative_to(folder).as_posix()}\0'.encode())
             digest.update(path.read_bytes() + b'\0')
     return digest.hexdigest()[:16]
@@ -82,12 +86,34 @@ def hash_sources(folders) -> str:
 
 @functools.lru_cache(maxsize=None)
 def code_version() -> str:
-    """``hash_sources`` of the packages udabench runs: ``benchmarks/`` (configs included),
-    ``methods/`` and ``datasets/``. Any code edit gives new stage keys."""
+    """``hash_sources`` of the code a run executes: ``benchmarks/`` (configs included), ``methods/``
+    and ``datasets/``, but ``NOT_RUN_CODE`` (what only reads result files or lists runs). Any edit of
+    the rest gives new stage keys."""
     import udabench.datasets
     import udabench.methods
     return hash_sources([Path(__file__).resolve().parent, Path(udabench.methods.__file__).resolve().parent,
-                         Path(udabench.datasets.__file__).resolve().parent])
+                         Path(udabench.datasets.__file__).resolve().parent], exclude=NOT_RUN_CODE)
+
+
+# Rendering tables, expanding plans and launching sweeps cannot change a run's numbers.
+NOT_RUN_CODE = ('benchmarks/tables.py', 'benchmarks/sweep.py', 'benchmarks/plans/')
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory instead of handing large blocks back to the kernel.
+
+    By default blocks above a (dynamic) threshold are ``mmap``-ed and unmapped when freed, so a
+    loop that allocates the same large tensors every step (the latent search over a batch of 250,
+    the VAE step) page-faults them in again each time: in ``tools/bench_speed.py`` half of the
+    latent search's CPU time was the kernel's. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD``
+    to 1 GiB makes the heap reuse them. Numbers are unchanged (only where memory comes from).
+    Returns False where glibc is not the C library (nothing is changed there)."""
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3          # glibc's mallopt parameter numbers
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
 
 
 class TrainingDiverged(RuntimeError):

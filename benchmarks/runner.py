@@ -28,7 +28,7 @@ from mmengine.config import Config
 from udabench import datasets as data_registry
 from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, registered
 
-from .engine import StageRunner, TrainingDiverged, code_version, fingerprint, locked
+from .engine import StageRunner, TrainingDiverged, code_version, fingerprint, keep_freed_memory, locked
 from .results import (git_commit, package_versions, summarise_training_log, training_log_path, write_json_atomic,
                       write_training_log)
 from .validation import check_overrides, check_ranges, check_safe_name, check_writable, method_parameters
@@ -262,6 +262,7 @@ def run(spec: RunSpec, force: bool = False) -> Path:
     """Run ``spec`` unless a trusted result file exists (``force`` re-runs the run's own stages; shared
     caches are reused when their key matches); return the result path. A diverged run writes a
     failure record there (``status: failed``) instead of metrics; ``run_status`` tells which."""
+    keep_freed_memory()
     p = prepare(spec)
     if not force and trusted_result(p.out, p.run_key):
         logger.info('skipping %s: result exists (use --force to re-run)', p.out)

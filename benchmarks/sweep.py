@@ -32,6 +32,7 @@ from submitit.helpers import Checkpointable
 
 from udabench import datasets as data_registry
 
+from .engine import code_version
 from .runner import RunSpec, compose_config, data_source_label, result_path, run, run_points
 
 PLAN_DIR = Path(__file__).resolve().parent / 'plans'
@@ -103,8 +104,20 @@ def expected_result(spec: RunSpec) -> Path:
     return result_path(spec, data_source_label(*kinds))
 
 
-def pending(runs: list[RunSpec]) -> list[RunSpec]:
-    return [s for s in runs if not expected_result(s).exists()]
+def pending(runs: list[RunSpec], threads: int | None = None) -> list[RunSpec]:
+    """The runs of ``runs`` without a finished result from this code: a missing, unreadable or
+    unfinished result file, or one made with another code version (or thread count, when
+    ``threads`` is given), is pending (``run`` then re-makes it; other config changes move the file)."""
+    return [s for s in runs if not _finished_here(expected_result(s), threads)]
+
+
+def _finished_here(path: Path, threads: int | None) -> bool:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and (bool(record.get('metrics')) or record.get('status') == 'failed')
+            and record.get('code_version') == code_version() and (threads is None or record.get('threads') == threads))
 
 
 def cpu_time_estimates(results_dir: Path) -> dict:

@@ -101,6 +101,23 @@ def test_the_code_version_changes_with_any_source_file(tmp_path):
     assert len(engine.code_version()) == 16
 
 
+def test_the_code_version_ignores_only_code_that_reads_results_or_lists_runs(tmp_path):
+    for name in ('runner.py', 'tables.py', 'sweep.py', 'plans/cpu.py'):
+        (tmp_path / 'benchmarks' / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'benchmarks' / name).write_text('x = 1\n')
+    version = lambda: engine.hash_sources([tmp_path / 'benchmarks'], exclude=engine.NOT_RUN_CODE)  # noqa: E731
+    before = version()
+    for name in ('tables.py', 'sweep.py', 'plans/cpu.py'):
+        (tmp_path / 'benchmarks' / name).write_text('x = 2\n')
+    assert version() == before
+    (tmp_path / 'benchmarks' / 'runner.py').write_text('x = 2\n')
+    assert version() != before
+
+
+def test_freed_memory_is_kept_by_glibc():
+    assert engine.keep_freed_memory() is True      # glibc here; False (a no-op) elsewhere
+
+
 def _spec(tmp_path, method='advent', **kwargs):
     from udabench.runner import RunSpec
     root = kwargs.pop('root', tmp_path)

@@ -104,16 +104,18 @@ def bench_method(method: str, net: str, stages: list[str], args, done: dict) -> 
 
 
 def bench_latent_search(p, args) -> dict:
-    """One Adam iteration of the latent search over a prediction batch of target images."""
+    """One Adam iteration of the latent search over a prediction batch of target images, through a
+    VAE of the method's configuration (its training was skipped: the weights do not change the cost)."""
     from udabench.methods.latent_search import latent_search
+    from udabench.methods.vae import EdgeSkipVAE
     method = p.method
     batch = torch.as_tensor(p.target.normalised_images()[:method.predict_batch_size])
     cfg = method.ls_cfg
-    method.vae.eval()
+    vae = EdgeSkipVAE(image_size=batch.shape[-1], **method.vae_cfg).eval()
 
     def search(iterations):
         with torch.enable_grad():
-            latent_search(method.vae, batch, iterations=iterations, loss=cfg['loss'], lr=cfg['lr'])
+            latent_search(vae, batch, iterations=iterations, loss=cfg['loss'], lr=cfg['lr'])
 
     search(1)
     k = args.steps
@@ -138,7 +140,11 @@ def main(argv=None) -> int:
     parser.add_argument('--data-root', default='data/real')
     parser.add_argument('--synthetic-cache', default='data/synthetic')
     parser.add_argument('--json', help='also write the figures to this file')
+    parser.add_argument('--system-malloc', action='store_true',
+                        help="keep glibc's default malloc thresholds (runs call engine.keep_freed_memory)")
     args = parser.parse_args(argv)
+    if not args.system_malloc:
+        engine.keep_freed_memory()
     peak = matmul_peak(args.matmul)
     rows, done = [], {}
     for label, method, net, stages in HOT_LOOPS:

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         return 2
     threads = args.threads or plan.get('threads', 1)
     timeout_min = args.timeout_min or plan.get('timeout_min', 120)
-    todo = sweep.pending(runs)
+    todo = sweep.pending(runs, threads)
     if args.dry_run:
         print(sweep.dry_run_report(runs, todo, Path(args.results_dir), args.cores, threads))
         return 0
