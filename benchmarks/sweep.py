@@ -2,7 +2,8 @@
 
 A *plan* (``benchmarks/plans/<name>.py``, an mmengine config file) names a profile, seeds, threads
 and time limit per run, and groups of runs (methods x nets x targets x [declared grid points] x
-variants x seeds, with a study; `controls=True` runs each method's declared controls). ``expand`` turns it into ``RunSpec``s; ``pending`` drops those whose
+variants x seeds, with a study; `controls=True` runs each method's declared controls, a list of
+names only those). ``expand`` turns it into ``RunSpec``s; ``pending`` drops those whose
 result file exists; ``launch`` runs the rest through submitit:
 
 - ``local``: at most ``cores // threads`` runs at once, each a subprocess (submitit's
@@ -69,8 +70,15 @@ def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
             for net in group['nets']:
                 for variant in group.get('variants') or [dict(tag='', set={})]:
                     overrides = dict(variant.get('set', {}))
+                    controls = group.get('controls', False)
                     points = run_points(compose_config(method, net, plan.profile, overrides), group.get('grid', False),
-                                        group.get('controls', False))
+                                        bool(controls))
+                    if isinstance(controls, (list, tuple)):
+                        unknown = set(controls) - {name for name, _ in points}
+                        if unknown:
+                            raise ValueError(f'plan group for {method}: no control named {sorted(unknown)}; '
+                                             f'declared: {[name for name, _ in points]}')
+                        points = [(name, point) for name, point in points if name in controls]
                     for target in group['targets']:
                         for seed in group.get('seeds', plan.seeds):
                             for name, point in points:

@@ -39,6 +39,18 @@ def test_cpu_plan_lists_every_run_behind_every_table():
     assert {s.tag for s in runs if s.study == 'controls'} == {'finetune', 'positive_f0.2', 'positive_f1.0'}
 
 
+def test_a_group_may_name_the_controls_it_runs(tmp_path):
+    plan = tmp_path / 'plan.py'
+    group = "dict(methods=['advent'], nets=['unet'], targets=['hand'], study='controls', controls={})"
+    plan.write_text(f"profile = 'smoke'\nseeds = [0]\ngroups = [{group.format(['finetune'])}]\n")
+    assert [s.tag for s in sweep.expand(sweep.load_plan(str(plan)))] == ['finetune']
+    plan.write_text(f"profile = 'smoke'\nseeds = [0]\ngroups = [{group.format(True)}]\n")
+    assert [s.tag for s in sweep.expand(sweep.load_plan(str(plan)))] == ['finetune', 'positive_f0.2', 'positive_f1.0']
+    plan.write_text(f"profile = 'smoke'\nseeds = [0]\ngroups = [{group.format(['finetun'])}]\n")
+    with pytest.raises(ValueError, match="advent: no control named \\['finetun'\\]"):
+        sweep.expand(sweep.load_plan(str(plan)))
+
+
 def test_shards_partition_a_plan_by_run_key_whatever_its_order():
     runs = sweep.expand(sweep.load_plan('cpu'))
     shards = [sweep.shard(runs, i, 3) for i in range(3)]
