@@ -208,15 +208,22 @@ def launch(todo: list[RunSpec], launcher: str, log_dir: Path, threads: int, time
     queue, running, out = list(jobs), [], {}
     # The job processes inherit the environment: ``threads`` BLAS/OpenMP threads each.
     with submitit.helpers.environment_variables(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads):
-        while queue or running:
-            while queue and len(running) < parallel:
-                job = queue.pop(0)
-                running.append((job, executor.submit(job)))
-            for job, sub in list(running):
-                if sub.done():
-                    running.remove((job, sub))
-                    out[run_key(job.spec)] = _outcome(sub)
-            time.sleep(poll_s)
+        try:
+            while queue or running:
+                while queue and len(running) < parallel:
+                    job = queue.pop(0)
+                    running.append((job, executor.submit(job)))
+                for job, sub in list(running):
+                    if sub.done():
+                        running.remove((job, sub))
+                        out[run_key(job.spec)] = _outcome(sub)
+                time.sleep(poll_s)
+        except BaseException:
+            # Ctrl-C or SIGTERM: the jobs run in sessions of their own, so they would live on and
+            # keep their runs' locks; stop them (a stopped run resumes from its checkpoints).
+            for _, sub in running:
+                sub.cancel(check=False)
+            raise
     return [(run_key(job.spec), out[run_key(job.spec)]) for job in jobs]
 
 

@@ -106,6 +106,44 @@ def test_local_sweep_writes_every_result_then_submits_nothing(tmp_path, capsys):
     assert '2 of 3 runs to make' in capsys.readouterr().out
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path('/proc').iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / 'cmdline').read_bytes().decode(errors='replace'):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_stopping_a_local_sweep_stops_its_jobs(tmp_path):
+    """The local executor starts each job in a session of its own: a SIGTERM (or Ctrl-C) to the
+    sweep must stop them too, or they keep running and hold their runs' locks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    tool = Path(__file__).resolve().parents[1] / 'tools' / 'sweep.py'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    plan = tmp_path / 'long.py'      # one run long enough to be stopped
+    plan.write_text("profile = 'smoke'\nseeds = [0]\ngroups = [dict(methods=['source_only'], nets=['unet'], "
+                    "targets=['hand'], variants=[dict(tag='long', set={'profile.seg_epochs': 1000})])]\n")
+    sweep_proc = subprocess.Popen([sys.executable, str(tool), *_cli(tmp_path, '--plan', str(plan), '--cores', '2')],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job_dir = str(tmp_path / 'work' / 'sweep' / 'long')
+    deadline = time.time() + 60
+    while not _processes_mentioning(job_dir) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _processes_mentioning(job_dir), 'no job started within 60 s'
+    sweep_proc.send_signal(signal.SIGTERM)
+    sweep_proc.wait(timeout=30)
+    deadline = time.time() + 20
+    while _processes_mentioning(job_dir) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _processes_mentioning(job_dir)
+
+
 @pytest.mark.skipif(not os.environ.get('UDABENCH_SLOW_TESTS'),
                     reason='slow (about a minute: two attempts of a subprocess run plus the uninterrupted run); '
                            'set UDABENCH_SLOW_TESTS=1 to run it')

@@ -17,6 +17,7 @@ import argparse
 import ast
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def main(argv=None) -> int:
     parser.add_argument('--tables', default='results/tables', help='where the tables are rendered')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+    signal.signal(signal.SIGTERM, _stop)      # as Ctrl-C: the launcher then stops its jobs
     try:
         plan = sweep.load_plan(args.plan)
         index, count = _shard(args.shard)
@@ -77,6 +79,10 @@ def main(argv=None) -> int:
         return 0
     rc = make_tables.main(['--results', args.results_dir, '--out', args.tables]) if Path(args.results_dir).exists() else 0
     return 1 if failed else rc
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f'signal {signum}')
 
 
 def _shard(text: str) -> tuple[int, int]:
