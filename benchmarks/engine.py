@@ -10,6 +10,8 @@ checkpoints carry those RNG states, so a stage killed anywhere and resumed ends 
 uninterrupted one (same thread count), and the RNG state after a finished stage is the same whether
 it trained now or was loaded (a cached network does not shift its caller's draws).
 Checkpoints hold only tensors and plain containers and are read with ``weights_only=True``.
+Devices: a step may log 0-dim tensors; they reach the host in one transfer per step (one sync on a
+GPU). ``configure_backend`` sets and records the cuDNN/TF32 flags, ``autocast`` the bf16 option.
 Failure: every step's logged values, and every module's tensors before each checkpoint, are checked
 for non-finite values; a diverged stage raises ``TrainingDiverged`` and writes no checkpoint.
 A work directory is keyed by everything that determines its stages (``fingerprint``,
@@ -26,7 +28,7 @@ import json
 import logging
 import math
 import random
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +116,57 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3          # glibc's mallopt parameter numbers
     return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
+#: ``profile.precision``: float32 everywhere; TF32 matmuls and convolutions on CUDA; bf16 autocast of
+#: the forward passes (losses, SSIM and BatchNorm statistics stay float32).
+PRECISIONS = ('float32', 'tf32', 'bf16')
+
+
+def configure_backend(device: str, precision: str = 'float32', deterministic: bool = True) -> dict:
+    """Set the flags a run's numbers depend on and return them as its result file records them.
+
+    On CUDA: ``deterministic`` picks cuDNN's deterministic algorithms without autotuning
+    (``cudnn.deterministic``, no ``cudnn.benchmark``) and ``torch.use_deterministic_algorithms``
+    (warning, not failing, on ops that have no deterministic kernel: bilinear upsampling's backward);
+    ``precision`` 'tf32' allows TF32 in matmuls and convolutions, every other precision forbids it
+    (PyTorch allows it in convolutions by default). On the CPU nothing changes: the flags are read.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'profile.precision must be one of {PRECISIONS}, got {precision!r}')
+    if device.startswith('cuda'):
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == 'tf32'
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    flags = dict(precision=precision, deterministic=deterministic, device=device,
+                 cudnn_enabled=torch.backends.cudnn.enabled, cudnn_benchmark=torch.backends.cudnn.benchmark,
+                 cudnn_deterministic=torch.backends.cudnn.deterministic,
+                 cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                 cuda_matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                 float32_matmul_precision=torch.get_float32_matmul_precision(),
+                 deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
+                 mkldnn_enabled=torch.backends.mkldnn.enabled)
+    if device.startswith('cuda'):
+        flags.update(cudnn_version=torch.backends.cudnn.version(), gpu=torch.cuda.get_device_name(device))
+    return flags
+
+
+def autocast(device: str, precision: str):
+    """The context for forward passes: bf16 autocast when ``precision`` is 'bf16', else none."""
+    if precision != 'bf16':
+        return nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def host_floats(log: dict) -> dict:
+    """A step's log with every tensor value as a Python float, all of them in one device-to-host
+    transfer (``.item()`` per value would wait for the device once per value)."""
+    tensors = [k for k, v in log.items() if isinstance(v, torch.Tensor)]
+    if not tensors:
+        return log
+    values = torch.stack([log[k].detach().reshape(()).double() for k in tensors]).tolist()
+    return {**log, **dict(zip(tensors, values))}
 
 
 class TrainingDiverged(RuntimeError):
@@ -259,7 +312,7 @@ class StageRunner:
         bar = tqdm(range(start, num_iters), initial=start, total=num_iters, desc=stage,
                    disable=not self.progress or start >= num_iters, leave=False, dynamic_ncols=True)
         for it in bar:
-            log = step(it)
+            log = host_floats(step(it))
             bad = next((k for k, v in log.items() if not math.isfinite(v)), None)
             if bad is not None:
                 raise TrainingDiverged(name, it, f'logged value {bad!r} ({log[bad]})')

@@ -28,7 +28,8 @@ from mmengine.config import Config
 from udabench import datasets as data_registry
 from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, registered
 
-from .engine import StageRunner, TrainingDiverged, code_version, fingerprint, keep_freed_memory, locked
+from .engine import (StageRunner, TrainingDiverged, code_version, configure_backend, fingerprint, keep_freed_memory,
+                     locked)
 from .results import (git_commit, package_versions, summarise_training_log, training_log_path, write_json_atomic,
                       write_training_log)
 from .validation import check_overrides, check_ranges, check_safe_name, check_writable, method_parameters
@@ -203,6 +204,8 @@ class Prepared:
     device: str
     run_key: str = ''
     work: Path | None = None
+    #: the flags the run's numbers depend on (``engine.configure_backend``), written in the result
+    backend: dict = field(default_factory=dict)
 
 
 def prepare(spec: RunSpec) -> Prepared:
@@ -219,7 +222,8 @@ def prepare(spec: RunSpec) -> Prepared:
     if len(train_idx) == 0 or len(test_idx) == 0:
         raise ValueError(f'target {target.name} ({target.description or spec.target}) has {len(target)} images: too few '
                          'for the 80/20 split with at least one training and one test image (3 or more are needed)')
-    key_parts = dict(code_version=code_version(), threads=torch.get_num_threads(), device=device)
+    key_parts = dict(code_version=code_version(), threads=torch.get_num_threads(), device=device,
+                     precision=profile['precision'], deterministic=profile['deterministic'])
     run_key = fingerprint(cfg.to_dict(), spec.seed, source.content_hash, target.content_hash, key_parts)
     work = Path(spec.work_dir) / out.relative_to(spec.results_dir).with_suffix('') / run_key
     method = build(METHODS, cfg.method)
@@ -229,8 +233,10 @@ def prepare(spec: RunSpec) -> Prepared:
         net=dict(cfg.net, width=profile['width'], depth=profile['depth']),
         seg_recipe=dict(cfg.seg_recipe, batch_size=profile['seg_batch_size'], epochs=profile['seg_epochs']),
         target_images=target.normalised_images() if method.uses_target_images else None,
-        target_labelled=target.subset(train_idx) if method.needs_target_labels else None, progress=spec.progress)
-    return Prepared(cfg, method, ctx, source, target, test_idx, out, data_source, device, run_key, work)
+        target_labelled=target.subset(train_idx) if method.needs_target_labels else None, progress=spec.progress,
+        precision=profile['precision'])
+    return Prepared(cfg, method, ctx, source, target, test_idx, out, data_source, device, run_key, work,
+                    configure_backend(device, profile['precision'], profile['deterministic']))
 
 
 def trusted_result(path: Path, run_key: str) -> dict | None:
@@ -286,7 +292,8 @@ def _provenance(spec: RunSpec, p: Prepared) -> dict:
                   target=dict(name=target.name, kind=target.data_source, images=len(target),
                               test_images=len(p.test_idx), detail=target.description,
                               content_hash=target.content_hash)),
-        device=p.device, threads=torch.get_num_threads(), code_version=code_version(), run_key=p.run_key,
+        device=p.device, threads=torch.get_num_threads(), backend=p.backend, code_version=code_version(),
+        run_key=p.run_key,
         stage_keys=dict(p.ctx.stages.keys), git_commit=git_commit(), packages=package_versions(),
         finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         training=dict(log=training_log_path(p.out).name, summary=summarise_training_log(p.ctx.stages.history)))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -219,12 +220,58 @@ def launch(todo: list[RunSpec], launcher: str, log_dir: Path, threads: int, time
                         out[run_key(job.spec)] = _outcome(sub)
                 time.sleep(poll_s)
         except BaseException:
-            # Ctrl-C or SIGTERM: the jobs run in sessions of their own, so they would live on and
-            # keep their runs' locks; stop them (a stopped run resumes from its checkpoints).
-            for _, sub in running:
-                sub.cancel(check=False)
+            # Ctrl-C or SIGTERM: the jobs would live on and keep their runs' locks; stop them.
+            stop_local_jobs([sub for _, sub in running])
             raise
     return [(run_key(job.spec), out[run_key(job.spec)]) for job in jobs]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from ``/proc``; none where there is no ``/proc``)."""
+    out = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            if int(stat.read_text().rsplit(')', 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def stop_local_jobs(submitted, grace_s: float = 5.0) -> None:
+    """Stop submitit local jobs: its ``cancel`` (SIGINT to each job's controller process, whose PID
+    is the job id), then SIGKILL to whatever of the controller and its task processes is alive after
+    ``grace_s``. ``cancel`` alone is not enough: a task in the middle of training takes the signal
+    as a preemption and goes on (seen in a cpu sweep). A killed run resumes exactly from its stage
+    checkpoints, and its lock (``fcntl``) dies with it."""
+    pids = []
+    for sub in submitted:
+        controller = int(sub.job_id)
+        pids += [controller, *_children(controller)]
+        sub.cancel(check=False)
+    deadline = time.time() + grace_s
+    while time.time() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def slurm_parameters(threads: int, timeout_min: float, signal_delay_s: int, extra: dict) -> dict:

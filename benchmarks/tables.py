@@ -223,6 +223,38 @@ def delta_table(records: list[dict], criterion: str = 'target_all',
     return frame, notes
 
 
+POSITIVE_TAGS = ('positive_f0.2', 'positive_f1.0')
+
+
+def controls_table(records: list[dict], finetune_tag: str = FINETUNE_TAG,
+                   positive_tags: tuple = POSITIVE_TAGS) -> pd.DataFrame:
+    """The controls study (issue 11): per method, net and target, target IoU of the method's main run,
+    its fine-tuning control (every target weight 0) and its positive controls (target weights x100
+    at target fractions 0.2 and 1.0), mean ± std over seeds; and the paired difference of each
+    positive control to the fine-tuning control (does the target reach the network?) and of the
+    main run to it (what the method's own target losses add), with 95 % t intervals."""
+    controls = [r for r in records if r.get('study') == 'controls']
+    main = [r for r in records if r.get('study', 'main') == 'main' and not r.get('tag')]
+    rows = {}
+    for method, net, target in sorted({(r['method'], r['net'], _target_key(r)) for r in controls}):
+        def runs(pool, tag=None):
+            return [r for r in pool if (r['method'], r['net'], _target_key(r)) == (method, net, target)
+                    and (tag is None or r.get('tag') == tag)]
+        finetune, own = runs(controls, finetune_tag), runs(main)
+        row = {'method run': _cell(_values(own, 'target_all', 'iou')),
+               'fine-tuning': _cell(_values(finetune, 'target_all', 'iou'))}
+        for tag in positive_tags:
+            row[tag] = _cell(_values(runs(controls, tag), 'target_all', 'iou'))
+        for tag in positive_tags:
+            row[f'{tag} − fine-tuning'] = _delta_cell(paired_delta(runs(controls, tag), finetune) if finetune else None)
+        row['method run − fine-tuning'] = _delta_cell(paired_delta(own, finetune) if finetune and own else None)
+        rows[(METHOD_NAMES.get(method, method), NET_NAMES.get(net, net), TARGET_NAMES.get(target, target))] = row
+    frame = pd.DataFrame.from_dict(rows, orient='index')
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=['method', 'net', 'target'])
+    return frame
+
+
 def render(frame: pd.DataFrame, caption: str, notes: list[str] = ()) -> tuple[str, str]:
     """(Markdown, LaTeX) of ``frame`` with ``caption`` and notes."""
     if frame.empty:
@@ -381,6 +413,11 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
                                 f'used in training, {stat} ({where})',
                                 [f'{FRACTION_REFERENCE}: the untagged Table 2 run of the same default configuration, '
                                  'with 100 % of the target for the baselines and 0 % for GLSS (VAE on the source only).']),
+            'controls': (controls_table(records), f'Controls: target IoU, {stat}, and paired differences to the '
+                         f'fine-tuning control with 95 % Student-t intervals ({where})',
+                         ['fine-tuning: every target weight 0 (BatchNorm statistics still see the target batches; '
+                          "BDL's source images are still translated); positive_f<x>: every target weight x100, "
+                          'training on the fraction x of the target; * where the interval excludes 0.']),
             'seed_spread': (seed_table(records), f'Seed spread: target IoU over seeds, same configuration ({where})', []),
             'gan_vs_vae': (gan_vs_vae_table(records), f'Supplement Table 2: GLSS with a GAN vs the VAE, target IoU ({where})',
                            ['Fréchet distance: prior samples vs real source images on the Source Only network\'s '

@@ -118,6 +118,7 @@ RANGES = (
     ('*.rounds', _positive_int, 'an integer >= 1'),
     ('*.restarts', _positive_int, 'an integer >= 1'),
     ('profile.width', _positive_int, 'an integer >= 1'),
+    ('profile.precision', lambda v: v in ('float32', 'tf32', 'bf16'), "'float32', 'tf32' or 'bf16'"),
     ('profile.depth', _positive_int, 'an integer >= 1'),
     ('*epochs', lambda v: _number(v) and v > 0, 'a number > 0'),
     ('*.lr', lambda v: _number(v) and v > 0, 'a number > 0'),

@@ -41,7 +41,7 @@ import torch.nn as nn
 
 from udabench.engine import batch_indices, build_optimizer
 
-from .base import FitContext, UDAMethod, check_target_fraction, source_network, target_fraction_indices, to_tensor
+from .base import DeviceArrays, FitContext, UDAMethod, check_target_fraction, source_network, target_fraction_indices
 from .discriminator import SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce
 from .losses import segmentation_loss
 from .networks import SegmentationNet
@@ -158,6 +158,7 @@ class TargetAdaptation(UDAMethod):
 
     def build(self, ctx: FitContext) -> None:
         """The segmentation network (warm-started), the method's modules and its discriminators."""
+        self.use_context(ctx)
         torch.manual_seed(ctx.seed)
         self.net = SegmentationNet(**ctx.net, aux_head=self.aux_head).to(ctx.device)
         if self.warm_start:
@@ -206,16 +207,16 @@ class TargetAdaptation(UDAMethod):
         if target_labels is not None:
             target['yt'] = target_labels[:, None].astype(np.float32)
         keep = self.target_training_indices(ctx)
-        arrays.update({k: v[keep] for k, v in target.items()})
+        sources = DeviceArrays(arrays, ctx.device)
+        targets = DeviceArrays({k: v[keep] for k, v in target.items()}, ctx.device)
 
         def step(it):
             factor = self.lr_factor(it)
             for opt, bases in zip(scheduled, base_lrs):
                 for group, base in zip(opt.param_groups, bases):
                     group['lr'] = base * factor
-            src = batch_indices(len(source_images), self.batch_size, it, ctx.seed)
-            tgt = batch_indices(len(arrays['xt']), self.batch_size, it, ctx.seed + 1)
-            batch = {k: to_tensor(v[tgt if k in target else src], ctx.device) for k, v in arrays.items()}
+            batch = {**sources.batch(batch_indices(len(sources), self.batch_size, it, ctx.seed)),
+                     **targets.batch(batch_indices(len(targets), self.batch_size, it, ctx.seed + 1))}
             return self.train_step(batch, it, seg_opt, disc_opt)
 
         self.train()
@@ -249,7 +250,7 @@ class TargetAdaptation(UDAMethod):
             if not terms:
                 return 0.0
             grads = torch.autograd.grad(sum(terms), params, retain_graph=True, allow_unused=True)
-            return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+            return math.sqrt(sum(torch.stack([g.pow(2).sum() for g in grads if g is not None]).double().tolist()))
 
         seg = norm(source_keys)
         adv = [k for k in target_keys if k.startswith('adv_')]
@@ -265,36 +266,38 @@ class TargetAdaptation(UDAMethod):
         if disc_opt:
             disc_opt.zero_grad(set_to_none=True)
         self.discriminators.requires_grad_(False)
-        src = self.outputs(batch['xs'])
-        tgt = self.outputs(batch['xt'])
-        source_losses = self.source_loss(src, batch)
-        target_losses = self.target_loss(tgt, batch, it)
-        losses = {**source_losses, **target_losses, **self.regulariser(it)}
-        d_src, d_tgt = self.discriminator_inputs(src), self.discriminator_inputs(tgt)
-        weights, pixel = self.adversarial_weights(it), self.pixel_weights(tgt, it)
-        logs = {}
-        for name in self.discriminators:
-            logits = self.discriminate(name, d_tgt[name])
-            bce = domain_bce(logits, SOURCE_LABEL, pixel.get(name))
-            losses[f'adv_{name}'] = weights[name] * bce
-            logs[f'adv_{name}_bce'] = bce.item()
+        with self.autocast():
+            src = self.outputs(batch['xs'])
+            tgt = self.outputs(batch['xt'])
+            source_losses = self.source_loss(src, batch)
+            target_losses = self.target_loss(tgt, batch, it)
+            losses = {**source_losses, **target_losses, **self.regulariser(it)}
+            d_src, d_tgt = self.discriminator_inputs(src), self.discriminator_inputs(tgt)
+            weights, pixel = self.adversarial_weights(it), self.pixel_weights(tgt, it)
+            logs = {}
+            for name in self.discriminators:
+                logits = self.discriminate(name, d_tgt[name])
+                bce = domain_bce(logits, SOURCE_LABEL, pixel.get(name))
+                losses[f'adv_{name}'] = weights[name] * bce
+                logs[f'adv_{name}_bce'] = bce.detach()
         if self.diagnostics_every and it % self.diagnostics_every == 0:
             logs.update(self.gradient_ratios(losses, list(source_losses),
                                              [*target_losses, *(f'adv_{n}' for n in self.discriminators)]))
         sum(losses.values()).backward()
-        logs.update({k: v.item() for k, v in losses.items()})
+        logs.update({k: v.detach() for k, v in losses.items()})
         if disc_opt:
             self.discriminators.requires_grad_(True)
             for name in self.discriminators:
                 w = pixel.get(name)
-                d_s = self.discriminate(name, d_src[name].detach())
-                d_t = self.discriminate(name, d_tgt[name].detach())
-                d_loss = self.disc_loss_scale * (domain_bce(d_s, SOURCE_LABEL)
-                                                 + domain_bce(d_t, TARGET_LABEL, None if w is None else w.detach()))
+                with self.autocast():
+                    d_s = self.discriminate(name, d_src[name].detach())
+                    d_t = self.discriminate(name, d_tgt[name].detach())
+                    d_loss = self.disc_loss_scale * (domain_bce(d_s, SOURCE_LABEL)
+                                                     + domain_bce(d_t, TARGET_LABEL, None if w is None else w.detach()))
                 d_loss.backward()
-                logs[f'disc_{name}'] = d_loss.item()
+                logs[f'disc_{name}'] = d_loss.detach()
                 with torch.no_grad():
-                    logs[f'disc_{name}_bce'] = 0.5 * (domain_bce(d_s, SOURCE_LABEL) + domain_bce(d_t, TARGET_LABEL)).item()
+                    logs[f'disc_{name}_bce'] = 0.5 * (domain_bce(d_s, SOURCE_LABEL) + domain_bce(d_t, TARGET_LABEL))
             disc_opt.step()
         seg_opt.step()
         return logs

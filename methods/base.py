@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from udabench.datasets.base import SegmentationSet
-from udabench.engine import StageRunner, batch_indices, build_optimizer, fingerprint, iterations_for
+from udabench.engine import StageRunner, autocast, batch_indices, build_optimizer, fingerprint, iterations_for
 
 from .losses import segmentation_loss
 from .networks import SegmentationNet
@@ -39,17 +39,48 @@ class FitContext:
     progress: bool = True
     #: What every stage key includes besides its own config: code version, threads, device.
     key_parts: dict = field(default_factory=dict)
+    #: ``profile.precision`` ('float32', 'tf32', 'bf16'); ``autocast()`` is the forward-pass context.
+    precision: str = 'float32'
+
+    def autocast(self):
+        return autocast(self.device, self.precision)
 
 
 def to_tensor(array: np.ndarray, device: str) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=device)
 
 
+class DeviceArrays:
+    """Arrays a stage draws batches from, moved to an accelerator once per stage: ``batch(indices)``
+    selects rows there, with no host-to-device copy per step.
+
+    On the CPU a batch is made as before, ``to_tensor(array[indices])``: the strides numpy gives that
+    copy (an image array made as ``x[:, None]`` comes out with stride 1 on its size-1 channel axis)
+    make torch treat it as channels-last, and oneDNN's channels-last kernels round differently from
+    the plain layout of a torch row selection, so any other way would change every result's last
+    digits."""
+
+    def __init__(self, arrays: dict, device: str):
+        self.device = device
+        on_host = torch.device(device).type == 'cpu'
+        self.arrays = {k: v if on_host else to_tensor(v, device) for k, v in arrays.items()}
+
+    def __len__(self):
+        return len(next(iter(self.arrays.values())))
+
+    def batch(self, indices, keys=None) -> dict:
+        keys = keys or self.arrays
+        if torch.device(self.device).type == 'cpu':
+            return {k: to_tensor(self.arrays[k][indices], self.device) for k in keys}
+        index = torch.as_tensor(indices, device=self.device)
+        return {k: self.arrays[k][index] for k in keys}
+
+
 def train_segmentation(net: SegmentationNet, data: SegmentationSet, recipe: dict, stages: StageRunner,
-                       stage: str, seed: int, device: str) -> None:
+                       stage: str, seed: int, device: str, precision: str = 'float32') -> None:
     """Supervised training of ``net`` on ``data`` with ``recipe`` = loss, optimizer, batch_size, epochs
     (seed 002 §4.1: Dice+BCE with RMSprop 1e-3 for UNet, focal with RMSprop 1e-2 for DeepLabv3+)."""
-    images, masks = data.normalised_images(), data.masks[:, None].astype(np.float32)
+    arrays = DeviceArrays({'x': data.normalised_images(), 'y': data.masks[:, None].astype(np.float32)}, device)
     loss_fn = segmentation_loss(recipe['loss'])
     optimizer = build_optimizer(net.parameters(), recipe['optimizer'])
     batch = recipe['batch_size']
@@ -57,12 +88,13 @@ def train_segmentation(net: SegmentationNet, data: SegmentationSet, recipe: dict
     net.train()
 
     def step(it):
-        idx = batch_indices(len(data), batch, it, seed)
-        loss = loss_fn(net(to_tensor(images[idx], device)), to_tensor(masks[idx], device))
+        b = arrays.batch(batch_indices(len(data), batch, it, seed))
+        with autocast(device, precision):
+            loss = loss_fn(net(b['x']), b['y'])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {'loss': loss.item()}
+        return {'loss': loss}
 
     stages.run(stage, step, num_iters, {'net': net, 'optimizer': optimizer})
     net.eval()
@@ -100,7 +132,7 @@ def source_network(ctx: FitContext) -> SegmentationNet:
     torch.manual_seed(ctx.seed)   # before building: the cached network must not depend on its caller
     net = SegmentationNet(**ctx.net).to(ctx.device)
     stages = cached_stages(ctx, f'source_{ctx.net["name"]}', ctx.net, ctx.seg_recipe)
-    train_segmentation(net, ctx.source, ctx.seg_recipe, stages, 'segmentation', ctx.seed, ctx.device)
+    train_segmentation(net, ctx.source, ctx.seg_recipe, stages, 'segmentation', ctx.seed, ctx.device, ctx.precision)
     return net
 
 
@@ -111,6 +143,15 @@ class UDAMethod(nn.Module):
     needs_target_labels = False
     #: Target-independent methods (Source Only, GLSS) never receive target images while training.
     uses_target_images = True
+    #: Where and in which ``profile.precision`` the method trains (``use_context`` sets them).
+    device, precision = 'cpu', 'float32'
+
+    def use_context(self, ctx: FitContext) -> None:
+        self.device, self.precision = ctx.device, ctx.precision
+
+    def autocast(self):
+        """The context of the forward passes: bf16 autocast under ``profile.precision='bf16'``, else none."""
+        return autocast(self.device, self.precision)
 
     def fit(self, ctx: FitContext) -> None:
         raise NotImplementedError

@@ -31,7 +31,7 @@ from udabench.engine import batch_indices, build_optimizer
 from udabench.registry import METHODS
 
 from .adaptation import TargetAdaptation
-from .base import FitContext, to_tensor
+from .base import DeviceArrays, FitContext, to_tensor
 from .discriminator import two_class_probs
 from .translation import ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_loss
 
@@ -111,7 +111,8 @@ class BDL(TargetAdaptation):
         pools = {d: ImagePool(cfg['pool_size']) for d in ('s', 't')}
         constant = cfg['iterations'] // 2
         seg = copy.deepcopy(self.net).eval().requires_grad_(False)
-        target = ctx.target_images[self.target_training_indices(ctx)]   # the fraction study's subset too
+        sources = DeviceArrays({'x': source}, dev)
+        targets = DeviceArrays({'x': ctx.target_images[self.target_training_indices(ctx)]}, dev)   # the fraction's too
 
         def seg_map(x):
             return F.instance_norm(seg(x))
@@ -120,32 +121,34 @@ class BDL(TargetAdaptation):
             for opt in (g_opt, d_opt):   # CycleGAN's linear decay after the constant half
                 opt.param_groups[0]['lr'] = cfg['optimizer']['lr'] * (1 - max(0, it + 1 - constant)
                                                                         / (cfg['iterations'] - constant + 1))
-            xs = to_tensor(source[batch_indices(len(source), cfg['batch_size'], it, ctx.seed)], dev)
-            xt = to_tensor(target[batch_indices(len(target), cfg['batch_size'], it, ctx.seed + 1)], dev)
-            fake_t, fake_s = gens['s2t'](xs), gens['t2s'](xt)
-            rec_s, rec_t = gens['t2s'](fake_t), gens['s2t'](fake_s)
+            xs = sources.batch(batch_indices(len(sources), cfg['batch_size'], it, ctx.seed))['x']
+            xt = targets.batch(batch_indices(len(targets), cfg['batch_size'], it, ctx.seed + 1))['x']
             discs.requires_grad_(False)
-            losses = {
-                'gan': lsgan_loss(discs['t'](fake_t), True) + lsgan_loss(discs['s'](fake_s), True),
-                'cycle': cfg['cycle'] * ((rec_s - xs).abs().mean() + (rec_t - xt).abs().mean()),
-                'identity': cfg['identity'] * cfg['cycle'] * ((gens['s2t'](xt) - xt).abs().mean()
-                                                              + (gens['t2s'](xs) - xs).abs().mean()),
-            }
-            ms, mt = seg_map(xs), seg_map(xt)
-            losses['perceptual'] = (cfg['perceptual_translated'] * (F.mse_loss(seg_map(fake_t), ms) + F.mse_loss(seg_map(fake_s), mt))
-                                    + cfg['perceptual_reconstructed'] * (F.mse_loss(seg_map(rec_s), ms) + F.mse_loss(seg_map(rec_t), mt)))
+            with self.autocast():
+                fake_t, fake_s = gens['s2t'](xs), gens['t2s'](xt)
+                rec_s, rec_t = gens['t2s'](fake_t), gens['s2t'](fake_s)
+                losses = {
+                    'gan': lsgan_loss(discs['t'](fake_t), True) + lsgan_loss(discs['s'](fake_s), True),
+                    'cycle': cfg['cycle'] * ((rec_s - xs).abs().mean() + (rec_t - xt).abs().mean()),
+                    'identity': cfg['identity'] * cfg['cycle'] * ((gens['s2t'](xt) - xt).abs().mean()
+                                                                  + (gens['t2s'](xs) - xs).abs().mean()),
+                }
+                ms, mt = seg_map(xs), seg_map(xt)
+                losses['perceptual'] = (cfg['perceptual_translated'] * (F.mse_loss(seg_map(fake_t), ms) + F.mse_loss(seg_map(fake_s), mt))
+                                        + cfg['perceptual_reconstructed'] * (F.mse_loss(seg_map(rec_s), ms) + F.mse_loss(seg_map(rec_t), mt)))
             g_opt.zero_grad(set_to_none=True)
             sum(losses.values()).backward()
             g_opt.step()
             discs.requires_grad_(True)
             rng = np.random.default_rng([ctx.seed, it])
             pooled_t, pooled_s = pools['t'].query(fake_t, rng), pools['s'].query(fake_s, rng)
-            d_loss = 0.5 * (lsgan_loss(discs['t'](xt), True) + lsgan_loss(discs['t'](pooled_t), False)
-                            + lsgan_loss(discs['s'](xs), True) + lsgan_loss(discs['s'](pooled_s), False))
+            with self.autocast():
+                d_loss = 0.5 * (lsgan_loss(discs['t'](xt), True) + lsgan_loss(discs['t'](pooled_t), False)
+                                + lsgan_loss(discs['s'](xs), True) + lsgan_loss(discs['s'](pooled_s), False))
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
-            return {**{k: v.item() for k, v in losses.items()}, 'disc': d_loss.item()}
+            return {**{k: v.detach() for k, v in losses.items()}, 'disc': d_loss.detach()}
 
         gens.train()
         ctx.stages.run(stage, step, cfg['iterations'], {'generators': gens, 'discriminators': discs,

@@ -6,6 +6,8 @@ normalisation; it outputs logits trained with BCE, source label 0 and target lab
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ class FCDiscriminator(nn.Module):
 
 def domain_bce(logits: torch.Tensor, label: float, weight: torch.Tensor | None = None) -> torch.Tensor:
     """BCE of discriminator logits against a constant domain label, optionally weighted per pixel."""
+    logits = logits.float()
     target = torch.full_like(logits, label)
     if weight is None:
         return F.binary_cross_entropy_with_logits(logits, target)
@@ -46,7 +49,7 @@ def two_class_probs(logits: torch.Tensor) -> torch.Tensor:
 def weighted_self_information(probs: torch.Tensor) -> torch.Tensor:
     """ADVENT's weighted self-information map -p * log2(p) / log2(C) per channel (Vu et al. 2019, Eq. 3)."""
     c = probs.shape[1]
-    return -probs * torch.log2(probs + 1e-30) / torch.log2(torch.tensor(float(c)))
+    return -probs * torch.log2(probs + 1e-30) / math.log2(c)
 
 
 def entropy_loss(probs: torch.Tensor) -> torch.Tensor:

@@ -174,12 +174,13 @@ class DISE(TargetAdaptation):
         if it % self.image_disc_every == 0:
             self.image_discs.requires_grad_(True)
             s2t, t2s = self._translations
-            d_loss = 0.5 * (lsgan_loss(self.image_discs['target'](batch['xt']), True)
-                            + lsgan_loss(self.image_discs['target'](s2t), False)
-                            + lsgan_loss(self.image_discs['source'](batch['xs']), True)
-                            + lsgan_loss(self.image_discs['source'](t2s), False))
+            with self.autocast():
+                d_loss = 0.5 * (lsgan_loss(self.image_discs['target'](batch['xt']), True)
+                                + lsgan_loss(self.image_discs['target'](s2t), False)
+                                + lsgan_loss(self.image_discs['source'](batch['xs']), True)
+                                + lsgan_loss(self.image_discs['source'](t2s), False))
             image_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             image_opt.step()
-            logs['image_disc'] = d_loss.item()
+            logs['image_disc'] = d_loss.detach()
         return logs

@@ -19,15 +19,17 @@ samples against real source images (see its docstring for the feature extractor)
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from udabench.engine import StageRunner, batch_indices, build_optimizer, iterations_for
+from udabench.engine import StageRunner, autocast, batch_indices, build_optimizer, iterations_for
 from udabench.evaluation import frechet_distance
 
+from .base import DeviceArrays
 from .vae import sobel_edges
 
 
@@ -99,23 +101,27 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def gan_step(generator: nn.Module, discriminator: nn.Module, g_opt, d_opt, real: torch.Tensor,
-             noise: torch.Generator) -> dict:
+             noise: torch.Generator, autocast=nullcontext) -> dict:
     """One D update on (real, detached G(z)), then one G update on a fresh z; the losses and D's mean
-    probabilities (``d_real``: on the real batch, ``d_fake``: on the batch G was updated on)."""
+    probabilities (``d_real``: on the real batch, ``d_fake``: on the batch G was updated on), as
+    0-dim tensors. ``autocast()`` is the forward passes' context. z is drawn on the CPU from ``noise``
+    (reproducible on any device) and moved in one copy per batch."""
     n, latent = real.shape[0], generator.latent
-    fake = generator(torch.randn(n, latent, generator=noise).to(real.device))
-    real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
-    d_loss = discriminator_loss(real_logits, fake_logits)
+    with autocast():
+        fake = generator(torch.randn(n, latent, generator=noise).to(real.device))
+        real_logits, fake_logits = discriminator(real).float(), discriminator(fake.detach()).float()
+        d_loss = discriminator_loss(real_logits, fake_logits)
     d_opt.zero_grad(set_to_none=True)
     d_loss.backward()
     d_opt.step()
-    fake_logits = discriminator(generator(torch.randn(n, latent, generator=noise).to(real.device)))
-    g_loss = generator_loss(fake_logits)
+    with autocast():
+        fake_logits = discriminator(generator(torch.randn(n, latent, generator=noise).to(real.device))).float()
+        g_loss = generator_loss(fake_logits)
     g_opt.zero_grad(set_to_none=True)
     g_loss.backward()
     g_opt.step()
-    return dict(d_loss=d_loss.item(), g_loss=g_loss.item(), d_real=torch.sigmoid(real_logits).mean().item(),
-                d_fake=torch.sigmoid(fake_logits).mean().item())
+    return dict(d_loss=d_loss.detach(), g_loss=g_loss.detach(), d_real=torch.sigmoid(real_logits.detach()).mean(),
+                d_fake=torch.sigmoid(fake_logits.detach()).mean())
 
 
 @torch.no_grad()
@@ -137,7 +143,7 @@ def standing_statistics(generator: nn.Module, batches: int, batch_size: int, see
 
 
 def train_gan(images: np.ndarray, gan_cfg: dict, train: dict, stages: StageRunner, seed: int,
-              device: str) -> DCGANGenerator:
+              device: str, precision: str = 'float32') -> DCGANGenerator:
     """Build and train the DCGAN on ``images`` (N, C, H, W) in [-1, 1] as stage ``gan`` of ``stages``
     (checkpointed; a finished stage in a cache folder is loaded, not re-trained); the generator is
     returned in eval mode with standing statistics.
@@ -153,10 +159,13 @@ def train_gan(images: np.ndarray, gan_cfg: dict, train: dict, stages: StageRunne
     d_opt = build_optimizer(discriminator.parameters(), train['optimizer'])
     batch = train['batch_size']
 
+    data = DeviceArrays({'x': images}, device)
+
     def step(it):
-        real = torch.as_tensor(images[batch_indices(len(images), batch, it, seed)], dtype=torch.float32, device=device)
+        real = data.batch(batch_indices(len(images), batch, it, seed))['x']
         # z depends on (seed, iteration) only, so a resumed stage draws what the uninterrupted one would
-        return gan_step(generator, discriminator, g_opt, d_opt, real, torch.Generator().manual_seed(seed * 1_000_003 + it))
+        return gan_step(generator, discriminator, g_opt, d_opt, real, torch.Generator().manual_seed(seed * 1_000_003 + it),
+                        lambda: autocast(device, precision))
 
     generator.train()
     discriminator.train()

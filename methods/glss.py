@@ -40,7 +40,7 @@ import torch
 from udabench.engine import batch_indices, build_optimizer, iterations_for
 from udabench.registry import METHODS
 
-from .base import (FitContext, UDAMethod, cached_stages, check_target_fraction, source_network,
+from .base import (DeviceArrays, FitContext, UDAMethod, cached_stages, check_target_fraction, source_network,
                    target_fraction_indices, to_tensor)
 from .gan import source_frechet_distance
 from .latent_search import latent_search, prior_draws
@@ -121,7 +121,7 @@ class GLSS(UDAMethod):
     # ----------------------------------------------------------------------------- training
     def vae_objectives(self, x: torch.Tensor, vae: EdgeSkipVAE | None = None, kl_scale: float = 1.0) -> dict:
         """L_r, L_p, KL and the two objectives of Algorithm 1 for a batch ``x`` (``kl_scale``: KL warm-up factor)."""
-        recon, mu, logvar = (vae or self.vae)(x)
+        recon, mu, logvar = (t.float() for t in (vae or self.vae)(x))   # float32 also under bf16 autocast
         cfg = self.vae_loss
         if cfg['reduction'] == 'sum':      # Algorithm 1: squared norms per image, batch mean
             terms = {'mse': (x - recon).pow(2).flatten(1).sum(1).mean(),
@@ -133,7 +133,7 @@ class GLSS(UDAMethod):
             kl = kl_to_standard_normal(mu, logvar).mean() / mu.shape[1]
             feature_distance = lambda a, b: (a - b).pow(2).mean()  # noqa: E731
         rec = cfg['rec_weight'] * sum(terms[t] for t in cfg['rec_terms'])
-        perc = (feature_distance(self.net.perceptual_features(x), self.net.perceptual_features(recon))
+        perc = (feature_distance(self.net.perceptual_features(x).float(), self.net.perceptual_features(recon).float())
                 if self.perceptual else torch.zeros((), device=x.device))
         decoder_objective = rec + self.beta * perc
         return dict(rec=rec, perceptual=perc, kl=kl, decoder_objective=decoder_objective,
@@ -141,6 +141,7 @@ class GLSS(UDAMethod):
 
     def fit(self, ctx: FitContext) -> None:
         self.progress = ctx.progress
+        self.use_context(ctx)
         self.net = source_network(ctx)
         for p in self.net.parameters():
             p.requires_grad_(False)
@@ -170,20 +171,22 @@ class GLSS(UDAMethod):
         dec_opt = build_optimizer(vae.decoder_parameters(), train['optimizer'])
         num_iters = iterations_for(train['epochs'], len(images), train['batch_size'])
         warmup = train['kl_warmup'] * num_iters
+        data = DeviceArrays({'x': images}, ctx.device)
 
         def step(it):
-            x = to_tensor(images[batch_indices(len(images), train['batch_size'], it, ctx.seed)], ctx.device)
+            x = data.batch(batch_indices(len(images), train['batch_size'], it, ctx.seed))['x']
             kl_scale = min(1.0, (it + 1) / warmup) if warmup > 0 else 1.0
-            losses = self.vae_objectives(x, vae, kl_scale)
+            with self.autocast():
+                losses = self.vae_objectives(x, vae, kl_scale)
             enc_opt.zero_grad(set_to_none=True)
             dec_opt.zero_grad(set_to_none=True)
             # phi gets grad L_g; theta gets grad L_g = grad L_h since KL is independent of theta.
             losses['encoder_objective'].backward()
             enc_opt.step()
             dec_opt.step()
-            return {'rec': losses['rec'].item(), 'perceptual': losses['perceptual'].item(),
-                    'beta_perceptual': self.beta * losses['perceptual'].item(), 'kl': losses['kl'].item(),
-                    'kl_scale': kl_scale}
+            perceptual = losses['perceptual'].detach()
+            return {'rec': losses['rec'].detach(), 'perceptual': perceptual, 'beta_perceptual': perceptual.double() * self.beta,
+                    'kl': losses['kl'].detach(), 'kl_scale': kl_scale}
 
         stages = cached_stages(ctx, f'glss_vae_{ctx.net["name"]}', ctx.net, ctx.seg_recipe, self.vae_cfg,
                                self.vae_loss, train, self.beta, images_digest(images))
@@ -212,7 +215,7 @@ class GLSS(UDAMethod):
                                    betas=tuple(cfg['betas']), eps=cfg.get('eps', 1e-8), init=cfg.get('init', 'prior'),
                                    restarts=restarts, record_every=record_every, z0=z0,
                                    patience=cfg.get('patience'), tolerance=cfg.get('tolerance', 1e-3),
-                                   progress=self.progress)
+                                   progress=self.progress, autocast=self.autocast)
         self.ls_iterations.append(result.iterations.cpu().numpy())
         self.ls_seconds.append((time.time() - started) / len(images))
         return result.clones, result.snapshots

@@ -32,4 +32,4 @@ class GLSSGAN(GLSS):
 
     def train_generative_model(self, ctx: FitContext, images: np.ndarray) -> torch.nn.Module:
         stages = cached_stages(ctx, 'glss_gan', self.gan_cfg, self.gan_train, images_digest(images))
-        return train_gan(images, self.gan_cfg, self.gan_train, stages, ctx.seed, ctx.device)
+        return train_gan(images, self.gan_cfg, self.gan_train, stages, ctx.seed, ctx.device, ctx.precision)

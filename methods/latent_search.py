@@ -8,6 +8,7 @@ image's loss never changes another's update. ``restarts`` > 1 searches several z
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,7 +65,8 @@ def latent_search(model, targets: torch.Tensor, iterations: int = 100, loss: str
                   lr: float = 0.1, betas=(0.9, 0.99), eps: float = 1e-8, init: str = 'prior',
                   restarts: int = 1, record_every: int | None = None,
                   generator: torch.Generator | None = None, z0: torch.Tensor | None = None,
-                  patience: int | None = None, tolerance: float = 1e-3, progress: bool = False) -> SearchResult:
+                  patience: int | None = None, tolerance: float = 1e-3, progress: bool = False,
+                  autocast=nullcontext) -> SearchResult:
     """Search the nearest clone of every image in ``targets`` (N, C, H, W) in [-1, 1].
 
     ``model`` is any generative model with ``latent`` (its latent size) and ``decode(z, edges)``
@@ -72,7 +74,9 @@ def latent_search(model, targets: torch.Tensor, iterations: int = 100, loss: str
     ``z0`` if given, else drawn from ``generator``. ``patience`` None runs ``iterations`` steps
     (fixed K, seed 002 §4.2); an integer searches "until convergence of L_ssim" (seed 000 Algorithm 1
     line 17): an image stops once its loss has not fallen below (1 - ``tolerance``) x its best for
-    ``patience`` iterations, with ``iterations`` as the cap.
+    ``patience`` iterations, with ``iterations`` as the cap (one device sync per iteration, for the
+    stopping test). ``autocast()`` is the decoder's context (bf16 under ``profile.precision='bf16'``);
+    the loss is always computed in float32 (SSIM's variance terms cancel badly in bf16).
     """
     if init not in ('prior', 'encoder'):
         raise KeyError(f'unknown latent-search init {init!r}; expected prior or encoder')
@@ -100,8 +104,10 @@ def latent_search(model, targets: torch.Tensor, iterations: int = 100, loss: str
     snapshots = {}
     for it in tqdm(range(iterations), desc=f'latent search ({n} images)', disable=not progress, leave=False):
         if record_every and it % record_every == 0:
-            snapshots[it] = _best(model, z, reps, edges, loss, n, restarts, used).clones
-        losses = per_image_loss(loss, reps, model.decode(z, edges))
+            snapshots[it] = _best(model, z, reps, edges, loss, n, restarts, used, autocast).clones
+        with autocast():
+            clones = model.decode(z, edges)
+        losses = per_image_loss(loss, reps, clones.float())
         if patience is not None:
             with torch.no_grad():
                 improved = losses < best * (1 - tolerance)
@@ -118,7 +124,7 @@ def latent_search(model, targets: torch.Tensor, iterations: int = 100, loss: str
             with torch.no_grad():   # a converged image keeps its z
                 z[~active] = before[~active]
         used += active
-    result = _best(model, z, reps, edges, loss, n, restarts, used)
+    result = _best(model, z, reps, edges, loss, n, restarts, used, autocast)
     if record_every:   # an early stop leaves the later snapshots at the final clones
         for it in range(0, iterations + 1, record_every):
             snapshots.setdefault(it, result.clones)
@@ -128,8 +134,9 @@ def latent_search(model, targets: torch.Tensor, iterations: int = 100, loss: str
 
 
 @torch.no_grad()
-def _best(model, z, reps, edges, loss, n, restarts, used) -> SearchResult:
-    clones = model.decode(z, edges)
+def _best(model, z, reps, edges, loss, n, restarts, used, autocast=nullcontext) -> SearchResult:
+    with autocast():
+        clones = model.decode(z, edges).float()
     losses = per_image_loss(loss, reps, clones).view(restarts, n)
     pick = losses.argmin(0)
     rows = pick * n + torch.arange(n, device=pick.device)

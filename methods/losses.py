@@ -1,7 +1,8 @@
 """Segmentation losses of seed 002 §4.1 / seed 000 Eq. 1-2: Dice + BCE (UNet), binary focal (DeepLabv3+).
 
 Each takes an optional ``valid`` mask (1 = pixel counts, 0 = ignored), the ignore label of BDL's
-pseudo-labels: the loss is then taken over the valid pixels only.
+pseudo-labels: the loss is then taken over the valid pixels only. Logits are taken in float32 (under
+bf16 autocast the network's outputs are bf16; the losses are not).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def _mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
                    valid: torch.Tensor | None = None) -> torch.Tensor:
     """1 - soft Dice of sigmoid probabilities over the whole batch (its valid pixels)."""
-    probs = torch.sigmoid(logits)
+    probs = torch.sigmoid(logits.float())
     if valid is not None:
         probs, target = probs * valid, target * valid
     inter = (probs * target).sum()
@@ -27,13 +28,14 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
 
 def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """L_s = L_dice + L_bce (seed 000 Eq. 1, UNet)."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction='none')
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction='none')
     return soft_dice_loss(logits, target, valid=valid) + _mean(bce, valid)
 
 
 def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.75,
                       valid: torch.Tensor | None = None) -> torch.Tensor:
     """Binary focal loss (Lin et al. 2017) with gamma 2.0, alpha 0.75 (seed 002 §4.1, DeepLabv3+)."""
+    logits = logits.float()
     log_p = F.logsigmoid(logits)
     log_not_p = F.logsigmoid(-logits)
     pos = -alpha * target * (1 - log_p.exp()) ** gamma * log_p

@@ -18,4 +18,4 @@ class SupervisedTarget(UDAMethod):
         torch.manual_seed(ctx.seed)
         self.net = SegmentationNet(**ctx.net).to(ctx.device)
         train_segmentation(self.net, ctx.target_labelled, ctx.seg_recipe, ctx.stages, 'segmentation',
-                           ctx.seed, ctx.device)
+                           ctx.seed, ctx.device, ctx.precision)

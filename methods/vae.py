@@ -19,6 +19,7 @@ Options and deviations:
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,11 +30,16 @@ _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 INITS = ('kaiming', 'kaiming_small_out', 'normal_0.02')
 
 
+@functools.lru_cache(maxsize=None)
+def _sobel_kernel(channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The (2C, 1, 3, 3) kernel, made once per device and dtype (not copied to the device per call)."""
+    return torch.stack([_SOBEL_X.t(), _SOBEL_X]).to(device, dtype)[:, None].repeat(channels, 1, 1, 1)
+
+
 def sobel_edges(images: torch.Tensor) -> torch.Tensor:
     """Per-channel Sobel responses (dy, dx) of (N, C, H, W) images -> (N, 2C, H, W), reflect padding."""
     c = images.shape[1]
-    kernel = torch.stack([_SOBEL_X.t(), _SOBEL_X]).to(images)[:, None].repeat(c, 1, 1, 1)
-    return F.conv2d(F.pad(images, (1, 1, 1, 1), mode='reflect'), kernel, groups=c)
+    return F.conv2d(F.pad(images, (1, 1, 1, 1), mode='reflect'), _sobel_kernel(c, images.device, images.dtype), groups=c)
 
 
 def _act():

@@ -52,3 +52,15 @@ def test_a_failing_run_is_reported_not_raised(tmp_path, capsys):
 def test_paper_profile_startup_one_method_per_net(tmp_path):
     assert startup_check.main(['--profile', 'paper', '--methods', 'source_only', '--targets', 'hand',
                                '--work-dir', str(tmp_path)]) == 0
+
+
+def test_startup_check_passes_overrides_to_every_run(tmp_path, capsys):
+    """``--set profile.precision=bf16``: the methods not covered by tests/test_backend.py train in bf16 too."""
+    methods = ['bdl', 'dise', 'glss_gan']   # their own steps; CLAN and DADA share AdvEnt's, tested in test_backend.py
+    code = startup_check.main(['--profile', 'smoke', '--methods', *methods, '--nets', 'deeplabv3plus', '--targets', 'hand',
+                               '--set', 'profile.precision=bf16', '--work-dir', str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 0 and f'{len(methods)} of {len(methods)} runs passed' in printed, printed
+    import json
+    for path in (tmp_path / 'runs').rglob('*.json'):
+        assert json.loads(path.read_text())['backend']['precision'] == 'bf16', path

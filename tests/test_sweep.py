@@ -117,9 +117,11 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
-def test_stopping_a_local_sweep_stops_its_jobs(tmp_path):
-    """The local executor starts each job in a session of its own: a SIGTERM (or Ctrl-C) to the
-    sweep must stop them too, or they keep running and hold their runs' locks."""
+@pytest.mark.parametrize('started_in_background', [False, True])
+def test_stopping_a_local_sweep_stops_its_jobs(tmp_path, started_in_background):
+    """A SIGTERM (or Ctrl-C) to a local sweep must stop its jobs, also in the middle of training, or
+    they keep running and hold their runs' locks. A sweep started with ``&`` from a script inherits
+    SIGINT ignored, and so do its jobs: submitit's cancel (a SIGINT) then does nothing."""
     import signal
     import subprocess
     import sys
@@ -129,13 +131,18 @@ def test_stopping_a_local_sweep_stops_its_jobs(tmp_path):
     plan = tmp_path / 'long.py'      # one run long enough to be stopped
     plan.write_text("profile = 'smoke'\nseeds = [0]\ngroups = [dict(methods=['source_only'], nets=['unet'], "
                     "targets=['hand'], variants=[dict(tag='long', set={'profile.seg_epochs': 1000})])]\n")
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if started_in_background else None
     sweep_proc = subprocess.Popen([sys.executable, str(tool), *_cli(tmp_path, '--plan', str(plan), '--cores', '2')],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ignore_sigint)
     job_dir = str(tmp_path / 'work' / 'sweep' / 'long')
     deadline = time.time() + 60
     while not _processes_mentioning(job_dir) and time.time() < deadline:
         time.sleep(0.2)
     assert _processes_mentioning(job_dir), 'no job started within 60 s'
+    # Stop it while it trains: a job that is past its start takes submitit's cancel as a preemption.
+    while not list((tmp_path / 'work').rglob('segmentation.pth')) and time.time() < deadline:
+        time.sleep(0.2)
+    assert list((tmp_path / 'work').rglob('segmentation.pth')), 'no checkpoint within 60 s'
     sweep_proc.send_signal(signal.SIGTERM)
     sweep_proc.wait(timeout=30)
     deadline = time.time() + 20

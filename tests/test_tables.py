@@ -122,3 +122,21 @@ def test_a_cell_mixing_code_versions_is_refused_with_the_files_named(tmp_path):
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic', '_path': None}))
     assert make_tables(['--results', str(tmp_path / 'runs'), '--out', str(tmp_path / 'tables')]) == 2
+
+
+def test_controls_table_pairs_each_control_with_the_finetuning_control_of_the_same_seed():
+    from udabench.tables import controls_table
+
+    def control(tag, iou, seed):
+        return {**record('advent', 'hand', iou, seed=seed, study='controls'), 'tag': tag}
+    records = [control('finetune', 0.50 + 0.1 * s, s) for s in range(3)]
+    records += [control('positive_f1.0', 0.60 + 0.1 * s + 0.01 * s, s) for s in range(3)]   # +0.10, +0.11, +0.12
+    records += [control('positive_f0.2', 0.50 + 0.1 * s, s) for s in range(2)]              # equal: +0.000
+    records += [record('advent', 'hand', 0.5 + 0.1 * s - 0.01, seed=s) for s in range(3)]   # -0.01 each
+    records += [record('advent', 'snv', 0.3)]                                               # no control: no row
+    row = controls_table(records).loc[('AdvEnt', 'DeepLabv3+', 'Hand Gesture')]
+    assert row['fine-tuning'] == '0.600 ± 0.100' and row['positive_f0.2'] == '0.550 ± 0.071 (n=2)'
+    assert row['positive_f1.0 − fine-tuning'].startswith('+0.110 [') and row['positive_f1.0 − fine-tuning'].endswith('*')
+    assert row['positive_f0.2 − fine-tuning'].startswith('+0.000') and row['positive_f0.2 − fine-tuning'].endswith('(n=2)')
+    assert row['method run − fine-tuning'].startswith('-0.010')
+    assert len(controls_table(records)) == 1

@@ -5,6 +5,7 @@ images, so that a long run at ``--profile paper`` does not fail hours in (MIC's 
 
     python tools/startup_check.py --profile paper                 # every method, net and target
     python tools/startup_check.py --profile paper --methods glss --nets unet --targets hand
+    python tools/startup_check.py --profile paper --set profile.precision=bf16 --device cuda
 
 Every iteration count of the composed config (``method.stop_iters``, ``translation.iterations``,
 ``latent_search.iterations``, ...) is set to ``--steps`` and every epoch count (the segmentation
@@ -29,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from udabench.runner import TARGETS, RunSpec, compose_config, config_names, run
+from udabench.runner import TARGETS, RunSpec, compose_config, config_names, parse_overrides, run
 
 NETS = ('deeplabv3plus', 'unet')
 
@@ -73,10 +74,12 @@ def _child(spec: RunSpec) -> dict:
 
 
 def check_one(method: str, net: str, target: str, profile: str, steps: int, images: int, root: Path,
-              device: str = 'auto') -> dict:
-    """Run one (method, net, target) in a child interpreter; its wall time, peak memory, stage steps or error."""
+              device: str = 'auto', overrides: dict | None = None) -> dict:
+    """Run one (method, net, target) in a child interpreter (``overrides`` as ``--set``, applied
+    after the step counts); its wall time, peak memory, stage steps or error."""
     spec = RunSpec(method=method, target=target, net=net, profile=profile, data_root=str(root / 'no-real-data'),
-                   overrides=step_overrides(method, net, profile, steps, images), results_dir=str(root / 'runs'),
+                   overrides={**step_overrides(method, net, profile, steps, images), **(overrides or {})},
+                   results_dir=str(root / 'runs'),
                    work_dir=str(root / 'work'), synthetic_cache=str(root / 'synth'), device=device, progress=False)
     done = subprocess.run([sys.executable, __file__, '--child', json.dumps(dataclasses.asdict(spec))],
                           capture_output=True, text=True)
@@ -98,6 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=2, help='steps per stage (default: 2)')
     parser.add_argument('--images', type=int, default=16, help='synthetic images per domain (default: 16)')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')
+    parser.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='config overrides for every run, e.g. profile.precision=bf16')
     parser.add_argument('--work-dir', help='where runs, caches and data go (default: a temporary folder)')
     parser.add_argument('--json', metavar='PATH', help='also write the results here')
     parser.add_argument('--list', action='store_true', help='list the method configs and exit')
@@ -113,8 +118,12 @@ def main(argv=None) -> int:
     unknown = sorted(set(args.methods or []) - set(methods))
     if unknown:
         parser.error(f'unknown method config(s) {unknown}; known: {", ".join(methods)}')
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f'profile {args.profile}, {args.steps} steps per stage, {args.images} images per domain; '
+    print(f'profile {args.profile}{"".join(f", {k}={v}" for k, v in overrides.items())}, {args.steps} steps per stage, {args.images} images per domain; '
           f'peak RSS of the parent after imports (included in every figure): {base:.0f} MiB', flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix='startup_check_') as tmp:
@@ -122,7 +131,8 @@ def main(argv=None) -> int:
         for method in args.methods or methods:
             for net in args.nets:
                 for target in args.targets:
-                    r = check_one(method, net, target, args.profile, args.steps, args.images, root, args.device)
+                    r = check_one(method, net, target, args.profile, args.steps, args.images, root, args.device,
+                                  overrides)
                     results.append(r)
                     status = 'ok' if r['error'] is None else 'FAILED'
                     gpu = f' gpu {r["peak_gpu_mib"]:.0f} MiB' if r['peak_gpu_mib'] is not None else ''

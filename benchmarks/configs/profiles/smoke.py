@@ -2,4 +2,5 @@
 # Backbones: mmseg's ResNet-V1c and UNet (net.backbone='light', the default).
 profile = dict(name='smoke', image_size=32, width=8, depth=18,
                counts=dict(compaq=48, snv=24, hand=24),
-               seg_epochs=2, seg_batch_size=8, checkpoint_every=50)
+               seg_epochs=2, seg_batch_size=8, checkpoint_every=50,
+               precision='float32', deterministic=True)
