@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from .engine import PRECISIONS
+
 #: ``--study`` and ``--tag`` become folder and file names: letters, digits and ``_ . = -`` only.
 SAFE_NAME = re.compile(r'^[A-Za-z0-9_.=-]+$')
 
@@ -118,7 +120,7 @@ RANGES = (
     ('*.rounds', _positive_int, 'an integer >= 1'),
     ('*.restarts', _positive_int, 'an integer >= 1'),
     ('profile.width', _positive_int, 'an integer >= 1'),
-    ('profile.precision', lambda v: v in ('float32', 'tf32', 'bf16'), "'float32', 'tf32' or 'bf16'"),
+    ('profile.precision', lambda v: v in PRECISIONS, ' or '.join(map(repr, PRECISIONS))),
     ('profile.depth', _positive_int, 'an integer >= 1'),
     ('*epochs', lambda v: _number(v) and v > 0, 'a number > 0'),
     ('*.lr', lambda v: _number(v) and v > 0, 'a number > 0'),

@@ -39,11 +39,8 @@ class FitContext:
     progress: bool = True
     #: What every stage key includes besides its own config: code version, threads, device.
     key_parts: dict = field(default_factory=dict)
-    #: ``profile.precision`` ('float32', 'tf32', 'bf16'); ``autocast()`` is the forward-pass context.
+    #: ``profile.precision`` ('float32', 'tf32', 'bf16'); methods take it with ``UDAMethod.use_context``.
     precision: str = 'float32'
-
-    def autocast(self):
-        return autocast(self.device, self.precision)
 
 
 def to_tensor(array: np.ndarray, device: str) -> torch.Tensor:

@@ -138,6 +138,8 @@ CASES = [
     ('set_iterations_zero', setting('method.stop_iters=0'), ValueError, 'method.stop_iters = 0'),
     ('set_iterations_float', setting('method.stop_iters=2.5'), ValueError, 'expected an integer'),
     ('set_batch_size_zero', setting('profile.seg_batch_size=0'), ValueError, 'seg_batch_size'),
+    ('set_precision_unknown', setting('profile.precision=fp16'), ValueError, "profile.precision = 'fp16'.*'bf16'"),
+    ('set_deterministic_not_bool', setting('profile.deterministic=1'), ValueError, 'deterministic.*True or False'),
     ('set_image_size_odd', setting('profile.image_size=33'), ValueError, '4\\*2\\^k'),
     ('set_count_zero', setting('profile.counts.hand=0'), ValueError, 'profile.counts.hand'),
     ('set_fraction_above_one', lambda tmp: validate(spec(tmp, method='advent', overrides={'method.target_fraction': 1.5})), ValueError, 'method.target_fraction must be in'),

@@ -64,3 +64,9 @@ def test_startup_check_passes_overrides_to_every_run(tmp_path, capsys):
     import json
     for path in (tmp_path / 'runs').rglob('*.json'):
         assert json.loads(path.read_text())['backend']['precision'] == 'bf16', path
+
+
+def test_a_bad_set_is_refused_before_any_run(capsys):
+    with pytest.raises(SystemExit):
+        startup_check.main(['--profile', 'smoke', '--methods', 'advent', '--set', 'profile.precision=fp16'])
+    assert "profile.precision = 'fp16'" in capsys.readouterr().err

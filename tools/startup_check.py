@@ -120,7 +120,9 @@ def main(argv=None) -> int:
         parser.error(f'unknown method config(s) {unknown}; known: {", ".join(methods)}')
     try:
         overrides = parse_overrides(args.set)
-    except ValueError as err:
+        for method in args.methods or methods:     # a bad --set fails here, naming the key, not in every run
+            compose_config(method, args.nets[0], args.profile, overrides)
+    except (KeyError, ValueError) as err:
         parser.error(str(err))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'profile {args.profile}{"".join(f", {k}={v}" for k, v in overrides.items())}, {args.steps} steps per stage, {args.images} images per domain; '
