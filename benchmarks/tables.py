@@ -12,6 +12,8 @@ each method's paired difference to Source Only (and to its fine-tuning control, 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 
 import numpy as np
@@ -64,15 +66,21 @@ def _name(record: dict) -> str:
                                    + (f" tag {record['tag']}" if record.get('tag') else ''))
 
 
+def _config_digest(record: dict) -> str:
+    return hashlib.sha1(json.dumps(record.get('config'), sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def check_one_version(records: list[dict]) -> None:
-    """Refuse (ValueError naming the files) a cell whose runs come from different code versions."""
-    by_version = defaultdict(list)
-    for r in records:
-        by_version[code_version(r)].append(_name(r))
-    if len(by_version) > 1:
-        listing = '; '.join(f'{v}: {", ".join(names)}' for v, names in sorted(by_version.items()))
-        raise ValueError(f'a table cell mixes runs from {len(by_version)} code versions, refusing to average '
-                         f'them (re-make the older runs): {listing}')
+    """Refuse (ValueError naming the files) a cell whose runs come from different code versions or
+    different composed configs (a config default changed between them: the older runs are stale)."""
+    for what, version in (('code versions', code_version), ('configs', _config_digest)):
+        by_version = defaultdict(list)
+        for r in records:
+            by_version[version(r)].append(_name(r))
+        if len(by_version) > 1:
+            listing = '; '.join(f'{v}: {", ".join(names)}' for v, names in sorted(by_version.items()))
+            raise ValueError(f'a table cell mixes runs from {len(by_version)} {what}, refusing to average '
+                             f'them (re-make the older runs): {listing}')
 
 
 def paired_delta(runs: list[dict], reference: list[dict], split: str = 'target_all',

@@ -98,12 +98,17 @@ def test_local_sweep_writes_every_result_then_submits_nothing(tmp_path, capsys):
     assert main(_cli(tmp_path, '--plan', 'smoke', '--launcher', 'local', '--cores', '2')) == 0
     assert '0 of 3 runs to make' in capsys.readouterr().out
     assert set(os.listdir(tmp_path / 'work' / 'sweep' / 'smoke')) == jobs      # no job submitted
-    # A result made by other code (or with another thread count) is stale: pending again.
-    stale, other_threads = (json.loads(p.read_text()) for p in results[:2])
+    # A result made by other code, with another thread count or under another config default
+    # (configs are not in the code version) is stale: pending again.
+    stale, other_threads, old_config = (json.loads(p.read_text()) for p in results)
     results[0].write_text(json.dumps(dict(stale, code_version='0' * 16)))
     results[1].write_text(json.dumps(dict(other_threads, threads=2)))
     assert main(_cli(tmp_path, '--plan', 'smoke', '--dry-run')) == 0
     assert '2 of 3 runs to make' in capsys.readouterr().out
+    old_config['config']['profile']['seg_epochs'] += 1
+    results[2].write_text(json.dumps(old_config))
+    assert main(_cli(tmp_path, '--plan', 'smoke', '--dry-run')) == 0
+    assert '3 of 3 runs to make' in capsys.readouterr().out
 
 
 def _processes_mentioning(text: str) -> list[int]:
