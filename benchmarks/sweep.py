@@ -36,6 +36,7 @@ from udabench import datasets as data_registry
 
 from .engine import code_version
 from .runner import RunSpec, compose_config, data_source_label, result_path, run, run_points
+from .tasks import TASKS, task_of
 
 PLAN_DIR = Path(__file__).resolve().parent / 'plans'
 GROUP_KEYS = {'table', 'methods', 'nets', 'targets', 'seeds', 'study', 'grid', 'controls', 'variants'}
@@ -109,7 +110,7 @@ def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
 def expected_result(spec: RunSpec) -> Path:
     """The result file ``spec`` writes, without loading any data."""
     kinds = [SimpleNamespace(data_source=data_registry.resolve(name, spec.data_root)[1])
-             for name in ('compaq', spec.target)]
+             for name in (TASKS[task_of(spec.target)]['source'], spec.target)]
     return result_path(spec, data_source_label(*kinds))
 
 
