@@ -88,17 +88,19 @@ def hash_sources(folders, exclude=()) -> str:
 
 @functools.lru_cache(maxsize=None)
 def code_version() -> str:
-    """``hash_sources`` of the code a run executes: ``benchmarks/`` (configs included), ``methods/``
-    and ``datasets/``, but ``NOT_RUN_CODE`` (what only reads result files or lists runs). Any edit of
-    the rest gives new stage keys."""
+    """``hash_sources`` of the code a run executes: ``benchmarks/``, ``methods/`` and ``datasets/``,
+    but ``NOT_RUN_CODE``. Any edit of the rest gives new stage keys."""
     import udabench.datasets
     import udabench.methods
     return hash_sources([Path(__file__).resolve().parent, Path(udabench.methods.__file__).resolve().parent,
                          Path(udabench.datasets.__file__).resolve().parent], exclude=NOT_RUN_CODE)
 
 
-# Rendering tables, expanding plans and launching sweeps cannot change a run's numbers.
-NOT_RUN_CODE = ('benchmarks/tables.py', 'benchmarks/sweep.py', 'benchmarks/plans/')
+# Rendering tables, expanding plans and launching sweeps cannot change a run's numbers. Config files
+# reach a run only through its composed config, which is in its run key, its stage keys and its
+# result file (the sweep and the tables compare it): a config edit re-makes exactly the runs whose
+# config it changes, not every run.
+NOT_RUN_CODE = ('benchmarks/tables.py', 'benchmarks/sweep.py', 'benchmarks/plans/', 'benchmarks/configs/')
 
 
 def keep_freed_memory() -> bool:

@@ -58,7 +58,7 @@ class BinarySegEvaluator:
 class MultiClassIoUEvaluator:
     """Per-class IoU from a dataset-level confusion matrix, and mIoU over a class subset.
 
-    ``class_subset`` selects the classes that enter the mean (e.g. SYNTHIA -> Cityscapes
+    ``class_subsets`` name the class lists whose mean IoU is reported (e.g. SYNTHIA -> Cityscapes
     mIoU-16 and mIoU-13, seed 002 Table 3); pixels labelled ``ignore_index`` never count.
     """
 
@@ -89,10 +89,12 @@ class MultiClassIoUEvaluator:
         union = self.confusion.sum(0) + self.confusion.sum(1) - tp
         with np.errstate(invalid='ignore', divide='ignore'):
             iou = np.where(union > 0, tp / union, np.nan)
-        out = {f'iou_{name}': float(v) for name, v in zip(self.class_names, iou)}
+        # A class with no pixel in the labels nor the predictions has no IoU: None (JSON null, not NaN),
+        # and it leaves the means.
+        out = {f'iou_{name}': float(v) if np.isfinite(v) else None for name, v in zip(self.class_names, iou)}
         for subset_name, classes in self.class_subsets.items():
             values = iou[list(classes)]
-            out[subset_name] = float(np.nanmean(values)) if np.isfinite(values).any() else float('nan')
+            out[subset_name] = float(np.nanmean(values)) if np.isfinite(values).any() else None
         return out
 
 

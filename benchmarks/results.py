@@ -113,13 +113,15 @@ def summarise_training_log(history: dict, window: float = 0.1) -> dict:
 
 
 def describe_result(path: Path) -> str:
-    """A stored result in a few lines: its metrics (IoU/Dice per split), seed, commit, data source."""
+    """A stored result in a few lines: its metrics (IoU/Dice, or mIoU-16/13, per split), seed, commit, data source."""
     record = json.loads(Path(path).read_text())
     lines = [f'{path}: {record["method"]} on {record["target"]}, {record["net"]}, profile {record["profile"]}, '
              f'seed {record["seed"]}' + (f', tag {record["tag"]}' if record.get('tag') else '')]
     for split, m in record['metrics'].items():
         if 'iou' in m:
             lines.append(f'  {split}: IoU {m["iou"]:.4f}  Dice {m["dice"]:.4f}')
+        elif 'miou16' in m:
+            lines.append(f'  {split}: mIoU-16 {m["miou16"]:.4f}  mIoU-13 {m["miou13"]:.4f}')
     version = record.get('code_version') or record.get('git_commit', 'unknown')
     lines.append(f'  code {version}, data: {record["data_source"]}, finished {record.get("finished", "?")}')
     return '\n'.join(lines)

@@ -30,13 +30,13 @@ from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, regi
 
 from .engine import (StageRunner, TrainingDiverged, code_version, configure_backend, fingerprint, keep_freed_memory,
                      locked)
+from .tasks import TARGETS, TASKS, task_of
 from .results import (git_commit, package_versions, summarise_training_log, training_log_path, write_json_atomic,
                       write_training_log)
 from .validation import check_overrides, check_ranges, check_safe_name, check_writable, method_parameters
 
 logger = logging.getLogger('udabench')
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
-TARGETS = ('snv', 'hand')
 
 
 def config_names(kind: str) -> list[str]:
@@ -144,12 +144,14 @@ def validate(spec: RunSpec) -> Config:
     """Every check that needs no data: names, config, seed, folders; the composed config."""
     check_safe_name('--study', spec.study)
     check_safe_name('--tag', spec.tag)
-    if spec.target not in TARGETS + tuple(f'synth_{t}' for t in TARGETS):
-        raise KeyError(f'unknown target {spec.target!r}; expected one of {TARGETS}')
+    task = task_of(spec.target)
     if not isinstance(spec.seed, int) or spec.seed < 0:
         raise ValueError(f'--seed {spec.seed!r}: expected an integer >= 0')
     cfg = compose_config(spec.method, spec.net, spec.profile, spec.overrides)
-    build(METHODS, cfg.method)          # the method's own checks of its options (e.g. target_fraction)
+    method = build(METHODS, cfg.method)     # the method's own checks of its options (e.g. target_fraction)
+    if task not in method.tasks:
+        raise ValueError(f'--method {spec.method} is built for the {"/".join(method.tasks)} task, not {task} '
+                         f'(--target {spec.target}); urban methods: source_only, oracle')
     if cfg.net.get('pretrained'):
         from udabench.methods.networks import read_state_dict
         read_state_dict(cfg.net['pretrained'])
@@ -177,9 +179,11 @@ def predict_all(method, data, device: str) -> dict:
     return {step: np.concatenate(chunks) for step, chunks in out.items()}
 
 
-def score(probs: np.ndarray, masks: np.ndarray) -> dict:
-    evaluator = build(EVALUATORS, dict(type='binary'))
-    evaluator.update(probs, masks)
+def score(probs: np.ndarray, masks: np.ndarray, task: str = 'skin') -> dict:
+    """The task's scores of predictions ``probs``: skin probabilities (N, H, W) against 0/1 masks,
+    or class probabilities (N, C, H, W) whose argmax is scored against class ids."""
+    evaluator = build(EVALUATORS, TASKS[task]['evaluator'])
+    evaluator.update(probs if probs.ndim == 3 else probs.argmax(1), masks)
     return evaluator.compute()
 
 
@@ -214,7 +218,8 @@ def prepare(spec: RunSpec) -> Prepared:
     cfg = validate(spec)
     profile = cfg.profile
     device = ('cuda' if torch.cuda.is_available() else 'cpu') if spec.device == 'auto' else spec.device
-    source = load_domain('compaq', profile, spec)
+    task = TASKS[task_of(spec.target)]
+    source = load_domain(task['source'], profile, spec)
     target = load_domain(spec.target, profile, spec)
     data_source = data_source_label(source, target)
     out = result_path(spec, data_source)
@@ -230,8 +235,10 @@ def prepare(spec: RunSpec) -> Prepared:
     ctx = FitContext(
         source=source, stages=StageRunner(work, profile['checkpoint_every'], spec.progress, seed=spec.seed),
         cache_dir=Path(spec.work_dir) / 'cache', seed=spec.seed, device=device, key_parts=key_parts,
-        net=dict(cfg.net, width=profile['width'], depth=profile['depth']),
-        seg_recipe=dict(cfg.seg_recipe, batch_size=profile['seg_batch_size'], epochs=profile['seg_epochs']),
+        net=dict(cfg.net, width=profile['width'], depth=profile['depth'], in_channels=source.channels,
+                 num_classes=task['num_classes']),
+        seg_recipe=dict(cfg.seg_recipe, batch_size=profile['seg_batch_size'], epochs=profile['seg_epochs'],
+                        loss=task['seg_loss'] or cfg.seg_recipe['loss']),
         target_images=target.normalised_images() if method.uses_target_images else None,
         target_labelled=target.subset(train_idx) if method.needs_target_labels else None, progress=spec.progress,
         precision=profile['precision'])
@@ -285,7 +292,8 @@ def _provenance(spec: RunSpec, p: Prepared) -> dict:
     source, target = p.source, p.target
     return dict(
         method=spec.method, target=spec.target, net=spec.net, profile=spec.profile, seed=spec.seed,
-        tag=spec.tag, study=spec.study, overrides=spec.overrides, config=p.cfg.to_dict(),
+        tag=spec.tag, study=spec.study, task=task_of(spec.target), seg_loss=p.ctx.seg_recipe['loss'],
+        overrides=spec.overrides, config=p.cfg.to_dict(),
         data_source=p.data_source,
         data=dict(source=dict(name=source.name, kind=source.data_source, images=len(source), detail=source.description,
                               content_hash=source.content_hash),
@@ -320,12 +328,13 @@ def _fit_and_write(spec: RunSpec, p: Prepared) -> Path:
     oracle = p.method.needs_target_labels
     scored = p.target.subset(p.test_idx) if oracle else p.target
     preds = predict_all(p.method, scored, p.device)
+    task = task_of(spec.target)
     if oracle:
-        metrics = {'target_test': score(preds['final'], scored.masks)}
+        metrics = {'target_test': score(preds['final'], scored.masks, task)}
     else:
-        metrics = {'target_test': score(preds['final'][p.test_idx], p.target.masks[p.test_idx]),
-                   'target_all': score(preds['final'], p.target.masks)}
-    trace = {step: score(probs, scored.masks) for step, probs in preds.items() if step != 'final'}
+        metrics = {'target_test': score(preds['final'][p.test_idx], p.target.masks[p.test_idx], task),
+                   'target_all': score(preds['final'], p.target.masks, task)}
+    trace = {step: score(probs, scored.masks, task) for step, probs in preds.items() if step != 'final'}
     if trace:
         metrics['trace'] = trace
     extra = p.method.extra_results() if hasattr(p.method, 'extra_results') else {}
@@ -333,7 +342,8 @@ def _fit_and_write(spec: RunSpec, p: Prepared) -> Path:
                   wall_time_s=dict(fit=fit_seconds, total=time.time() - started))
     write_training_log(training_log_path(p.out), p.ctx.stages.history)
     write_json_atomic(p.out, record)
-    logger.info('wrote %s: %s', p.out, {k: round(v['iou'], 4) for k, v in metrics.items() if 'iou' in v})
+    headline = TASKS[task]['headline']
+    logger.info('wrote %s: %s', p.out, {k: round(v[headline], 4) for k, v in metrics.items() if headline in v})
     return p.out
 
 

@@ -36,6 +36,7 @@ from udabench import datasets as data_registry
 
 from .engine import code_version
 from .runner import RunSpec, compose_config, data_source_label, result_path, run, run_points
+from .tasks import TASKS, task_of
 
 PLAN_DIR = Path(__file__).resolve().parent / 'plans'
 GROUP_KEYS = {'table', 'methods', 'nets', 'targets', 'seeds', 'study', 'grid', 'controls', 'variants'}
@@ -109,24 +110,32 @@ def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
 def expected_result(spec: RunSpec) -> Path:
     """The result file ``spec`` writes, without loading any data."""
     kinds = [SimpleNamespace(data_source=data_registry.resolve(name, spec.data_root)[1])
-             for name in ('compaq', spec.target)]
+             for name in (TASKS[task_of(spec.target)]['source'], spec.target)]
     return result_path(spec, data_source_label(*kinds))
 
 
 def pending(runs: list[RunSpec], threads: int | None = None) -> list[RunSpec]:
-    """The runs of ``runs`` without a finished result from this code: a missing, unreadable or
-    unfinished result file, or one made with another code version (or thread count, when
-    ``threads`` is given), is pending (``run`` then re-makes it; other config changes move the file)."""
-    return [s for s in runs if not _finished_here(expected_result(s), threads)]
+    """The runs of ``runs`` without a finished result from this code and config: a missing,
+    unreadable or unfinished result file, or one made with another code version, another composed
+    config (a config file's default changed) or, when ``threads`` is given, another thread count,
+    is pending (``run`` then re-makes it)."""
+    return [s for s in runs if not _finished_here(expected_result(s), expected_config(s), threads)]
 
 
-def _finished_here(path: Path, threads: int | None) -> bool:
+def expected_config(spec: RunSpec) -> dict:
+    """The composed config of ``spec`` as its result file stores it (JSON types)."""
+    return json.loads(json.dumps(compose_config(spec.method, spec.net, spec.profile, spec.overrides).to_dict(),
+                                 default=str))
+
+
+def _finished_here(path: Path, config: dict, threads: int | None) -> bool:
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
     return (isinstance(record, dict) and (bool(record.get('metrics')) or record.get('status') == 'failed')
-            and record.get('code_version') == code_version() and (threads is None or record.get('threads') == threads))
+            and record.get('code_version') == code_version() and record.get('config') == config
+            and (threads is None or record.get('threads') == threads))
 
 
 def cpu_time_estimates(results_dir: Path) -> dict:

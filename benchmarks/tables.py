@@ -12,6 +12,8 @@ each method's paired difference to Source Only (and to its fine-tuning control, 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 
 import numpy as np
@@ -64,15 +66,21 @@ def _name(record: dict) -> str:
                                    + (f" tag {record['tag']}" if record.get('tag') else ''))
 
 
+def _config_digest(record: dict) -> str:
+    return hashlib.sha1(json.dumps(record.get('config'), sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def check_one_version(records: list[dict]) -> None:
-    """Refuse (ValueError naming the files) a cell whose runs come from different code versions."""
-    by_version = defaultdict(list)
-    for r in records:
-        by_version[code_version(r)].append(_name(r))
-    if len(by_version) > 1:
-        listing = '; '.join(f'{v}: {", ".join(names)}' for v, names in sorted(by_version.items()))
-        raise ValueError(f'a table cell mixes runs from {len(by_version)} code versions, refusing to average '
-                         f'them (re-make the older runs): {listing}')
+    """Refuse (ValueError naming the files) a cell whose runs come from different code versions or
+    different composed configs (a config default changed between them: the older runs are stale)."""
+    for what, version in (('code versions', code_version), ('configs', _config_digest)):
+        by_version = defaultdict(list)
+        for r in records:
+            by_version[version(r)].append(_name(r))
+        if len(by_version) > 1:
+            listing = '; '.join(f'{v}: {", ".join(names)}' for v, names in sorted(by_version.items()))
+            raise ValueError(f'a table cell mixes runs from {len(by_version)} {what}, refusing to average '
+                             f'them (re-make the older runs): {listing}')
 
 
 def paired_delta(runs: list[dict], reference: list[dict], split: str = 'target_all',
@@ -398,6 +406,57 @@ def gan_vs_vae_table(records: list[dict]) -> pd.DataFrame:
     return frame
 
 
+#: seed 002 Table 3 (SYNTHIA -> Cityscapes, mIoU-13 / mIoU-16, %), as published: a labelled block of its own.
+PUBLISHED_TABLE3 = {'adaptsegnet': (46.7, None), 'advent': (48.0, 41.2), 'bdl': (51.4, None), 'clan': (47.8, None),
+                    'dise': (48.8, 41.5), 'dada': (49.8, 42.6), 'glss': (52.3, 44.5)}
+URBAN_TARGET = 'cityscapes'
+URBAN_METHODS = TABLE2_METHODS + ('oracle',)
+
+
+def _urban_cells(records: list[dict]):
+    """Each Table 3 cell as (method, net, records) for the runs on the urban target."""
+    for method in URBAN_METHODS:
+        for net in NET_NAMES:
+            cell = [r for r in records if r['method'] == method and r['net'] == net
+                    and _target_key(r) == URBAN_TARGET and r.get('study', 'main') == 'main']
+            if cell:
+                yield method, net, cell
+
+
+def table3(records: list[dict]) -> pd.DataFrame:
+    """Seed 002 Table 3: SYNTHIA -> Cityscapes, mIoU-13 and mIoU-16 on the held-out target split
+    (``target_test``: images no method trained on, as Cityscapes val)."""
+    rows = defaultdict(dict)
+    for method, net, cell in _urban_cells(records):
+        for metric, title in (('miou13', 'mIoU-13'), ('miou16', 'mIoU-16')):
+            rows[METHOD_NAMES[method]][(NET_NAMES[net], title)] = _cell(
+                [v for v in _values(cell, 'target_test', metric) if v is not None])
+    return pd.DataFrame.from_dict(rows, orient='index')
+
+
+def table3_classes(records: list[dict]) -> pd.DataFrame:
+    """Per-class IoU of every Table 3 cell on the held-out target split (16 classes of mIoU-16)."""
+    from .tasks import TASKS, URBAN_16
+    names = TASKS['urban']['evaluator']['class_names']
+    rows = {}
+    for method, net, cell in _urban_cells(records):
+        rows[(METHOD_NAMES[method], NET_NAMES[net])] = {
+            names[c]: _cell([v for v in _values(cell, 'target_test', f'iou_{names[c]}') if v is not None])
+            for c in URBAN_16}
+    frame = pd.DataFrame.from_dict(rows, orient='index')
+    if not frame.empty:
+        frame.index.names = ['method', 'net']
+    return frame
+
+
+def table3_published(records: list[dict]) -> pd.DataFrame:
+    """The published Table 3 beside ours (empty when no urban run is there to set it beside)."""
+    if not any(True for _ in _urban_cells(records)):
+        return pd.DataFrame()
+    return pd.DataFrame.from_dict({METHOD_NAMES[m]: {'mIoU-13': f'{a:.1f}', 'mIoU-16': MISSING if b is None else f'{b:.1f}'}
+                                   for m, (a, b) in PUBLISHED_TABLE3.items()}, orient='index')
+
+
 def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> dict:
     """Every table of one (profile, data source) group: name -> (frame, caption, notes)."""
     t2, notes = table2(records, criterion)
@@ -418,6 +477,12 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
                          ['fine-tuning: every target weight 0 (BatchNorm statistics still see the target batches; '
                           "BDL's source images are still translated); positive_f<x>: every target weight x100, "
                           'training on the fraction x of the target; * where the interval excludes 0.']),
+            'table3': (table3(records), f'Table 3: SYNTHIA -> Cityscapes, mIoU-13 / mIoU-16 on the held-out target '
+                       f'split, {stat} ({where})', []),
+            'table3_classes': (table3_classes(records), f'Table 3, per class: IoU on the held-out target split, {stat} '
+                               f'({where})', []),
+            'table3_published': (table3_published(records), 'Table 3 as published (seed 002, %; real SYNTHIA -> Cityscapes '
+                                 'val): NOT made by this suite, for reference only', []),
             'seed_spread': (seed_table(records), f'Seed spread: target IoU over seeds, same configuration ({where})', []),
             'gan_vs_vae': (gan_vs_vae_table(records), f'Supplement Table 2: GLSS with a GAN vs the VAE, target IoU ({where})',
                            ['Fréchet distance: prior samples vs real source images on the Source Only network\'s '

@@ -10,7 +10,8 @@ import numpy as np
 
 @dataclass
 class SegmentationSet:
-    """Greyscale images (N, H, W) uint8, 0/1 skin masks (N, H, W) uint8, optional depth (metres)."""
+    """Images (N, H, W) greyscale or (N, H, W, 3) RGB, uint8; masks (N, H, W) uint8: 0/1 skin, or
+    class ids with 255 ignored (the urban sets); optional depth (N, H, W) in metres."""
 
     name: str
     images: np.ndarray
@@ -20,9 +21,9 @@ class SegmentationSet:
     description: str = ''
 
     def __post_init__(self):
-        if self.images.shape != self.masks.shape:
+        if self.images.shape[:3] != self.masks.shape or self.images.ndim not in (3, 4):
             raise ValueError(f'{self.name}: images {self.images.shape} and masks {self.masks.shape} differ')
-        if self.depth is not None and self.depth.shape != self.images.shape:
+        if self.depth is not None and self.depth.shape != self.masks.shape:
             raise ValueError(f'{self.name}: depth {self.depth.shape} and images {self.images.shape} differ')
 
     @cached_property
@@ -59,6 +60,11 @@ class SegmentationSet:
         """A seeded random ``fraction`` of the set (the supplement's target-fraction study)."""
         return self.split(fraction, seed)[0]
 
+    @property
+    def channels(self) -> int:
+        return 1 if self.images.ndim == 3 else self.images.shape[-1]
+
     def normalised_images(self) -> np.ndarray:
-        """Images as float32 (N, 1, H, W) in [-1, 1], the scaling of the official GLSS code."""
-        return (self.images.astype(np.float32) / 127.5 - 1.0)[:, None]
+        """Images as float32 (N, C, H, W) in [-1, 1], the scaling of the official GLSS code."""
+        scaled = self.images.astype(np.float32) / 127.5 - 1.0
+        return scaled[:, None] if self.images.ndim == 3 else np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))

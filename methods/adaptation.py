@@ -41,7 +41,8 @@ import torch.nn as nn
 
 from udabench.engine import batch_indices, build_optimizer
 
-from .base import DeviceArrays, FitContext, UDAMethod, check_target_fraction, source_network, target_fraction_indices
+from .base import (DeviceArrays, FitContext, UDAMethod, check_target_fraction, segmentation_targets, source_network,
+                   target_fraction_indices)
 from .discriminator import SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce
 from .losses import segmentation_loss
 from .networks import SegmentationNet
@@ -200,7 +201,7 @@ class TargetAdaptation(UDAMethod):
         disc_opt = build_optimizer(self.discriminators.parameters(), self.disc_optimizer) if self.discriminators else None
         scheduled = [o for o in (seg_opt, disc_opt, *self.extra_optimizers.values()) if o is not None]
         base_lrs = [[g['lr'] for g in o.param_groups] for o in scheduled]
-        arrays = {'xs': source_images, 'ys': ctx.source.masks[:, None].astype(np.float32)}
+        arrays = {'xs': source_images, 'ys': segmentation_targets(ctx.source.masks, self.net.num_classes)}
         if self.needs_source_depth:
             arrays['ds'] = ctx.source.depth[:, None].astype(np.float32)
         target = {'xt': ctx.target_images}

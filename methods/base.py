@@ -15,7 +15,7 @@ import torch.nn as nn
 from udabench.datasets.base import SegmentationSet
 from udabench.engine import StageRunner, autocast, batch_indices, build_optimizer, fingerprint, iterations_for
 
-from .losses import segmentation_loss
+from .losses import class_probabilities, segmentation_loss
 from .networks import SegmentationNet
 
 
@@ -73,11 +73,17 @@ class DeviceArrays:
         return {k: self.arrays[k][index] for k in keys}
 
 
+def segmentation_targets(masks: np.ndarray, num_classes: int) -> np.ndarray:
+    """What the losses take: (N, 1, H, W) 0/1 floats for one sigmoid channel, else (N, H, W) class
+    ids (255 ignored; as floats, exact, made long by the loss)."""
+    return (masks[:, None] if num_classes == 1 else masks).astype(np.float32)
+
+
 def train_segmentation(net: SegmentationNet, data: SegmentationSet, recipe: dict, stages: StageRunner,
                        stage: str, seed: int, device: str, precision: str = 'float32') -> None:
     """Supervised training of ``net`` on ``data`` with ``recipe`` = loss, optimizer, batch_size, epochs
     (seed 002 §4.1: Dice+BCE with RMSprop 1e-3 for UNet, focal with RMSprop 1e-2 for DeepLabv3+)."""
-    arrays = DeviceArrays({'x': data.normalised_images(), 'y': data.masks[:, None].astype(np.float32)}, device)
+    arrays = DeviceArrays({'x': data.normalised_images(), 'y': segmentation_targets(data.masks, net.num_classes)}, device)
     loss_fn = segmentation_loss(recipe['loss'])
     optimizer = build_optimizer(net.parameters(), recipe['optimizer'])
     batch = recipe['batch_size']
@@ -136,6 +142,8 @@ def source_network(ctx: FitContext) -> SegmentationNet:
 class UDAMethod(nn.Module):
     """Base class: a method holds ``self.net`` after ``fit`` and predicts skin probabilities."""
 
+    #: The tasks (``udabench.tasks``) the method is built for; the urban path is multi-class.
+    tasks = ('skin',)
     #: The oracle alone trains on target labels; the runner then evaluates on the held-out split only.
     needs_target_labels = False
     #: Target-independent methods (Source Only, GLSS) never receive target images while training.
@@ -155,9 +163,9 @@ class UDAMethod(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """Skin probabilities (N, H, W) for normalised images (N, 1, H, W)."""
+        """Skin probabilities (N, H, W), or class probabilities (N, C, H, W), for normalised images."""
         self.net.eval()
-        return torch.sigmoid(self.net(images))[:, 0]
+        return class_probabilities(self.net(images))
 
     def predict_steps(self, images: torch.Tensor) -> dict:
         """Predictions keyed by step; ``'final'`` is the method's answer (GLSS adds LS iterations)."""

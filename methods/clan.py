@@ -23,6 +23,7 @@ from udabench.registry import METHODS
 
 from .adaptation import TargetAdaptation
 from .discriminator import two_class_probs
+from .losses import class_probabilities
 
 
 def weight_discrepancy(a: torch.nn.Module, b: torch.nn.Module) -> torch.Tensor:
@@ -100,4 +101,4 @@ class CLAN(TargetAdaptation):
     def predict(self, images):
         self.net.eval()
         self.classifier2.eval()
-        return torch.sigmoid(self.outputs(images)['main'])[:, 0]
+        return class_probabilities(self.outputs(images)['main'])

@@ -27,6 +27,7 @@ from udabench.registry import METHODS
 
 from .adaptation import TargetAdaptation
 from .discriminator import two_class_probs, weighted_self_information
+from .losses import class_probabilities
 
 
 def berhu_loss(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
@@ -102,4 +103,4 @@ class DADA(TargetAdaptation):
     @torch.no_grad()
     def predict(self, images):
         self.eval()
-        return torch.sigmoid(self.outputs(images)['main'])[:, 0]
+        return class_probabilities(self.outputs(images)['main'])

@@ -44,6 +44,7 @@ from .base import (DeviceArrays, FitContext, UDAMethod, cached_stages, check_tar
                    target_fraction_indices, to_tensor)
 from .gan import source_frechet_distance
 from .latent_search import latent_search, prior_draws
+from .losses import class_probabilities
 from .vae import EdgeSkipVAE, sobel_edges
 
 
@@ -222,7 +223,7 @@ class GLSS(UDAMethod):
 
     @torch.no_grad()
     def _mask(self, clones: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(clones))[:, 0]
+        return class_probabilities(self.net(clones))
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self._mask(self.nearest_clones(images)[0])

@@ -1,4 +1,5 @@
-"""Segmentation losses of seed 002 §4.1 / seed 000 Eq. 1-2: Dice + BCE (UNet), binary focal (DeepLabv3+).
+"""Segmentation losses of seed 002 §4.1 / seed 000 Eq. 1-2: Dice + BCE (UNet), binary focal (DeepLabv3+);
+cross-entropy over C classes with 255 ignored for the urban task (the originals' DeepLab-v2 loss).
 
 Each takes an optional ``valid`` mask (1 = pixel counts, 0 = ignored), the ignore label of BDL's
 pseudo-labels: the loss is then taken over the valid pixels only. Logits are taken in float32 (under
@@ -43,7 +44,23 @@ def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float =
     return _mean(pos + neg, valid)
 
 
-SEGMENTATION_LOSSES = {'dice_bce': dice_bce_loss, 'focal': binary_focal_loss}
+def cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
+                       ignore_index: int = 255) -> torch.Tensor:
+    """Mean cross-entropy of (N, C, H, W) logits against (N, H, W) class ids over the pixels not
+    labelled ``ignore_index`` (nor 0 in ``valid``)."""
+    target = target.long()
+    if valid is not None:
+        target = torch.where(valid.reshape(target.shape) > 0, target, torch.full_like(target, ignore_index))
+    return F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """What a method predicts: skin probabilities (N, H, W) from one sigmoid channel, else the
+    softmax over the C class channels (N, C, H, W)."""
+    return torch.sigmoid(logits)[:, 0] if logits.shape[1] == 1 else torch.softmax(logits.float(), 1)
+
+
+SEGMENTATION_LOSSES = {'dice_bce': dice_bce_loss, 'focal': binary_focal_loss, 'cross_entropy': cross_entropy_loss}
 
 
 def segmentation_loss(name: str):

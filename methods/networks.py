@@ -200,6 +200,7 @@ class SegmentationNet(nn.Module):
         super().__init__()
         import mmseg.models  # noqa: F401  (registers mmseg's modules)
         self.name, self.backbone = name, kwargs.get('backbone', 'light')
+        self.num_classes = kwargs.get('num_classes', 1)
         with DefaultScope.overwrite_default_scope('mmseg'):   # mmcv bricks look up mmseg's layers
             self.model = MODELS.build(segmentor_config(name, **kwargs))
         if pretrained:

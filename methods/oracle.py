@@ -11,6 +11,7 @@ from .networks import SegmentationNet
 
 @METHODS.register_module(name='oracle')
 class SupervisedTarget(UDAMethod):
+    tasks = ('skin', 'urban')
     needs_target_labels = True
     uses_target_images = False
 

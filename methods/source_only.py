@@ -8,6 +8,7 @@ from .base import FitContext, UDAMethod, source_network
 
 @METHODS.register_module(name='source_only')
 class SourceOnly(UDAMethod):
+    tasks = ('skin', 'urban')
     uses_target_images = False
 
     def fit(self, ctx: FitContext) -> None:

@@ -52,11 +52,14 @@ def test_multiclass_iou_subsets_and_ignore():
     assert out['sub'] == pytest.approx(3 / 4)
 
 
-def test_multiclass_all_ignore_gives_nan_not_a_number_from_nothing():
-    ev = MultiClassIoUEvaluator(num_classes=2)
+def test_multiclass_all_ignore_gives_no_number_from_nothing():
+    ev = MultiClassIoUEvaluator(num_classes=3)
     ev.update(np.zeros((1, 3, 3), int), np.full((1, 3, 3), 255))
     out = ev.compute()
-    assert np.isnan(out['miou']) and np.isnan(out['iou_0'])
+    assert out['miou'] is None and out['iou_0'] is None          # JSON null, never NaN
+    ev.update(np.zeros((1, 1, 2), int), np.array([[[0, 1]]]))    # class 2: in neither, left out of the mean
+    out = ev.compute()
+    assert out['iou_2'] is None and out['miou'] == pytest.approx((1 / 2 + 0) / 2)
 
 
 def test_multiclass_rejects_out_of_range_labels():

@@ -29,7 +29,7 @@ def test_cpu_plan_lists_every_run_behind_every_table():
                       for m in ('adaptsegnet', 'glss_ablation', 'glss_ls_study')}
     expected = {'Table 1': 5 * 2, 'Table 2': 8 * 2 * 2, 'AdaptSegNet grid': grid['adaptsegnet'] * 2,
                 'seeds': 2 * 2, 'Table 4': grid['glss_ablation'] * 2, 'Fig. 5': grid['glss_ls_study'] * 2,
-                'fraction': 6 * 3, 'controls': 6 * 2 * 2 * 3, 'GAN vs VAE': 2}
+                'fraction': 6 * 3, 'controls': 6 * 2 * 2 * 3, 'GAN vs VAE': 2, 'Table 3': 2}
     assert grid['glss_ablation'] == 8 and len(runs) == seeds * sum(expected.values())
     assert {s.seed for s in runs} == {0, 1, 2} and {s.profile for s in runs} == {'cpu'}
     frac = [s for s in runs if s.study == 'fraction']
@@ -37,6 +37,7 @@ def test_cpu_plan_lists_every_run_behind_every_table():
     assert {s.tag for s in frac if s.method == 'bdl'} == {'f0.6', 'f0.4', 'f0.2'}
     assert any(s.method == 'glss_ablation' and s.overrides['method.vae.edge_skip'] is False for s in runs)
     assert {s.tag for s in runs if s.study == 'controls'} == {'finetune', 'positive_f0.2', 'positive_f1.0'}
+    assert {s.method for s in runs if s.target == 'cityscapes'} == {'source_only', 'oracle'}
 
 
 def test_a_group_may_name_the_controls_it_runs(tmp_path):
@@ -98,12 +99,17 @@ def test_local_sweep_writes_every_result_then_submits_nothing(tmp_path, capsys):
     assert main(_cli(tmp_path, '--plan', 'smoke', '--launcher', 'local', '--cores', '2')) == 0
     assert '0 of 3 runs to make' in capsys.readouterr().out
     assert set(os.listdir(tmp_path / 'work' / 'sweep' / 'smoke')) == jobs      # no job submitted
-    # A result made by other code (or with another thread count) is stale: pending again.
-    stale, other_threads = (json.loads(p.read_text()) for p in results[:2])
+    # A result made by other code, with another thread count or under another config default
+    # (configs are not in the code version) is stale: pending again.
+    stale, other_threads, old_config = (json.loads(p.read_text()) for p in results)
     results[0].write_text(json.dumps(dict(stale, code_version='0' * 16)))
     results[1].write_text(json.dumps(dict(other_threads, threads=2)))
     assert main(_cli(tmp_path, '--plan', 'smoke', '--dry-run')) == 0
     assert '2 of 3 runs to make' in capsys.readouterr().out
+    old_config['config']['profile']['seg_epochs'] += 1
+    results[2].write_text(json.dumps(old_config))
+    assert main(_cli(tmp_path, '--plan', 'smoke', '--dry-run')) == 0
+    assert '3 of 3 runs to make' in capsys.readouterr().out
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -100,6 +100,19 @@ def test_delta_against_the_finetuning_control_of_the_controls_study():
     assert len(notes) == 1
 
 
+def test_a_cell_mixing_configs_is_refused():
+    import pytest
+
+    from udabench.tables import table2
+    runs = _seeded('source_only', (0.3, 0.5))
+    runs[0]['config'] = runs[1]['config'] = {'method': {'lr': 1e-3}}
+    assert table2(runs)[0].loc['Source Only', ('Hand Gesture', 'UNet', 'IoU')].endswith('(n=2)')
+    runs[1]['config'] = {'method': {'lr': 1e-2}}            # a default changed between the seeds
+    runs[0]['_path'], runs[1]['_path'] = 'a.json', 'b.json'
+    with pytest.raises(ValueError, match=r'2 configs.*a\.json.*b\.json'):
+        table2(runs)
+
+
 def test_a_cell_mixing_code_versions_is_refused_with_the_files_named(tmp_path):
     import json
 

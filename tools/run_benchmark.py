@@ -26,7 +26,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--method', help='registered method name (see --list)')
     parser.add_argument('--target', choices=TARGETS + tuple(f'synth_{t}' for t in TARGETS),
-                        help='target domain; the real set is used when <data-root>/<target> exists')
+                        help='target domain (snv, hand: skin from compaq; cityscapes: urban from synthia); '
+                             'the real set is used when <data-root>/<target> exists')
     parser.add_argument('--net', default='deeplabv3plus', help='segmentation network (default: deeplabv3plus)')
     parser.add_argument('--profile', default='cpu', help='smoke | cpu | paper (default: cpu)')
     parser.add_argument('--seed', type=int, nargs='+', default=[0], help='one or more seeds')

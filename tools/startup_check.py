@@ -30,7 +30,8 @@ import time
 import traceback
 from pathlib import Path
 
-from udabench.runner import TARGETS, RunSpec, compose_config, config_names, parse_overrides, run
+from udabench.runner import RunSpec, compose_config, config_names, parse_overrides, run
+from udabench.tasks import TASKS
 
 NETS = ('deeplabv3plus', 'unet')
 
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument('--profile', default='paper', help='smoke | cpu | paper (default: paper)')
     parser.add_argument('--methods', nargs='+', help='method configs (default: all; see --list)')
     parser.add_argument('--nets', nargs='+', default=list(NETS), help=f'default: {" ".join(NETS)}')
-    parser.add_argument('--targets', nargs='+', default=list(TARGETS), help=f'default: {" ".join(TARGETS)}')
+    skin = TASKS['skin']['targets']
+    parser.add_argument('--targets', nargs='+', default=list(skin), help=f'default: {" ".join(skin)}')
     parser.add_argument('--steps', type=int, default=2, help='steps per stage (default: 2)')
     parser.add_argument('--images', type=int, default=16, help='synthetic images per domain (default: 16)')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')

@@ -2,7 +2,7 @@
 # The paper's backbones (seed 002 §4.1): Xception-65 for DeepLabv3+, EfficientNet for UNet, FPN,
 # Linknet and PSPNet (B4, as the official code's U-EfficientNet; the paper names no size).
 profile = dict(name='paper', image_size=128, width=64, depth=50,
-               counts=dict(compaq=None, snv=None, hand=None),
+               counts=dict(compaq=None, snv=None, hand=None, synthia=None, cityscapes=None),
                seg_epochs=100, seg_batch_size=16, checkpoint_every=500,
                precision='float32', deterministic=True)
 # precision: 'float32' as the paper; on a GPU 'tf32' (TF32 matmuls and convolutions) or 'bf16' (autocast of

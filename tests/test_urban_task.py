@@ -1,0 +1,98 @@
+"""The urban task (SYNTHIA -> Cityscapes, seed 002 Table 3) through the runner: multi-class losses,
+predictions and scores, the twins as registered domains, and what is refused."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from udabench.datasets.base import SegmentationSet
+from udabench.methods.losses import class_probabilities, cross_entropy_loss
+from udabench.runner import RunSpec, run, score, validate
+from udabench.tasks import TASKS, URBAN_13, URBAN_16, task_of
+
+
+def test_cross_entropy_ignores_255_and_the_invalid_pixels_by_hand():
+    logits = torch.tensor([[[[2.0, 0.0, 5.0]], [[0.0, 1.0, -5.0]]]])      # (1, 2, 1, 3)
+    labels = torch.tensor([[[0.0, 1.0, 255.0]]])
+    # pixel 0: -log softmax(2, 0)[0]; pixel 1: -log softmax(0, 1)[1]; pixel 2 ignored
+    by_hand = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2
+    assert cross_entropy_loss(logits, labels).item() == pytest.approx(by_hand, rel=1e-6)
+    valid = torch.tensor([[[1.0, 0.0, 1.0]]])                              # BDL's ignore: pixel 1 leaves too
+    assert cross_entropy_loss(logits, labels, valid).item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-6)
+
+
+def test_class_probabilities_sigmoid_for_one_channel_softmax_for_classes():
+    one = torch.tensor([[[[0.0, 2.0]]]])
+    assert torch.allclose(class_probabilities(one), torch.sigmoid(one)[:, 0])
+    many = torch.randn(2, 19, 3, 4)
+    probs = class_probabilities(many)
+    assert probs.shape == (2, 19, 3, 4) and torch.allclose(probs.sum(1), torch.ones(2, 3, 4))
+
+
+def test_urban_scores_take_the_argmax_and_the_standard_subsets():
+    assert len(URBAN_16) == 16 and set(URBAN_16) - set(URBAN_13) == {3, 4, 5}        # wall, fence, pole
+    labels = np.zeros((1, 2, 2), np.uint8)
+    labels[0, 1] = 13                                                                  # a car row
+    labels[0, 0, 1] = 255
+    probs = np.zeros((1, 19, 2, 2), np.float32)
+    probs[0, 0] = 0.6                                                                  # road everywhere...
+    probs[0, 13, 1, 0] = 0.9                                                           # ...but one car pixel
+    out = score(probs, labels, 'urban')
+    assert out['iou_road'] == pytest.approx(1 / 2) and out['iou_car'] == pytest.approx(1 / 2)
+    assert out['iou_wall'] is None                                                     # in neither: no IoU
+    assert out['miou16'] == pytest.approx(1 / 2) and out['miou13'] == pytest.approx(1 / 2)
+
+
+def test_the_target_names_the_task():
+    assert task_of('hand') == 'skin' and task_of('synth_cityscapes') == 'urban'
+    assert TASKS['urban']['source'] == 'synthia'
+    with pytest.raises(KeyError, match='unknown target'):
+        task_of('gta5')
+
+
+def test_rgb_sets_normalise_channels_first():
+    images = np.zeros((2, 4, 6, 3), np.uint8)
+    images[..., 2] = 255
+    data = SegmentationSet('x', images, np.zeros((2, 4, 6), np.uint8), 'synthetic')
+    x = data.normalised_images()
+    assert data.channels == 3 and x.shape == (2, 3, 4, 6) and (x[:, 2] == 1).all() and (x[:, 0] == -1).all()
+    with pytest.raises(ValueError, match='differ'):
+        SegmentationSet('x', images, np.zeros((2, 4, 5), np.uint8), 'synthetic')
+
+
+def _spec(tmp_path, method, **kwargs):
+    return RunSpec(method=method, target='cityscapes', profile='smoke', data_root=str(tmp_path / 'data'),
+                   results_dir=str(tmp_path / 'runs'), work_dir=str(tmp_path / 'work'),
+                   synthetic_cache=str(tmp_path / 'synth'), progress=False, **kwargs)
+
+
+def _strict_json(path):
+    def refuse(name):
+        raise ValueError(f'{path} holds {name}')
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_source_only_on_the_urban_twins_end_to_end(tmp_path):
+    path = run(_spec(tmp_path, 'source_only'))
+    record = _strict_json(path)                              # no NaN anywhere in the file
+    assert record['task'] == 'urban' and record['data']['source']['name'] == 'synth_synthia'
+    assert record['data']['target']['name'] == 'synth_cityscapes'
+    for split in ('target_test', 'target_all'):
+        metrics = record['metrics'][split]
+        assert 0 <= metrics['miou13'] <= 1 and 0 <= metrics['miou16'] <= 1
+        assert metrics['iou_terrain'] in (None, 0.0)         # never labelled in the twins: null or 0, never NaN
+    # The net's recipe says focal (binary); the urban task trains with cross-entropy over 19 ids.
+    assert record['config']['seg_recipe']['loss'] == 'focal' and record['seg_loss'] == 'cross_entropy'
+
+
+def test_methods_not_built_for_the_urban_task_are_refused(tmp_path):
+    with pytest.raises(ValueError, match='--method advent is built for the skin task, not urban'):
+        validate(_spec(tmp_path, 'advent'))
+
+
+def test_a_real_urban_folder_is_refused_naming_it(tmp_path):
+    (tmp_path / 'data' / 'synthia').mkdir(parents=True)
+    with pytest.raises(NotImplementedError, match=r'real synthia found under .*synthia.*synth_synthia'):
+        run(_spec(tmp_path, 'source_only'))
