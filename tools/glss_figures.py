@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """GLSS figures of the supplement, from the suite's cached models (trained by run_benchmark.py):
 
-* Fig. 2-4: target images, their VAE reconstruction (encoder mean), nearest clones after 30, 60
-  and 90 latent-search iterations, and the masks (ground truth, Source Only, GLSS);
+* Fig. 2-4: target images, their VAE reconstruction (encoder mean), the clones at the start (the
+  prior draw) and after 30, 60 and 90 latent-search iterations, and the masks (ground truth,
+  Source Only, GLSS); the search's mean loss and clone change per 10 iterations are printed;
 * Fig. 5-6: SSIM of a target image and of its nearest clone against every source image.
 
     python tools/glss_figures.py --target hand --net deeplabv3plus --profile cpu
@@ -17,7 +18,7 @@ import matplotlib
 import numpy as np
 import torch
 
-from udabench.methods.latent_search import latent_search, ssim
+from udabench.methods.latent_search import latent_search, per_image_loss, ssim
 from udabench.methods.vae import sobel_edges
 from udabench.runner import RunSpec, prepare
 
@@ -45,8 +46,11 @@ def main(argv=None) -> int:
         recon = glss.vae.decode(glss.vae.encode(x)[0], sobel_edges(x))
     ls = glss.ls_cfg
     search = latent_search(glss.vae, x, iterations=90, loss=ls['loss'], lr=ls['lr'], betas=tuple(ls['betas']),
-                           record_every=30, generator=torch.Generator().manual_seed(0))
-    columns = [('target', x), ('VAE reconstruction', recon)] + [(f'clone, {k} it.', search.snapshots[k]) for k in (30, 60, 90)]
+                           record_every=10, generator=torch.Generator().manual_seed(0))
+    for k, clone in sorted(search.snapshots.items()):
+        print(f'iteration {k:3d}: mean {ls["loss"]} loss {per_image_loss(ls["loss"], x, clone).mean().item():.4f}, '
+              f'mean |clone - clone at 90| {(clone - search.snapshots[90]).abs().mean().item():.4f}')
+    columns = [('target', x), ('VAE reconstruction', recon)] + [(f'clone, {k} it.', search.snapshots[k]) for k in (0, 30, 60, 90)]
     masks = [('ground truth', torch.as_tensor(target.masks[:args.images]).float()),
              ('Source Only', glss._mask(x)), ('GLSS (90 it.)', glss._mask(search.snapshots[90]))]
     folder = Path(args.out) / f'{args.profile}_{prepared.data_source.split(" ")[0]}'
