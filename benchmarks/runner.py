@@ -151,7 +151,7 @@ def validate(spec: RunSpec) -> Config:
     method = build(METHODS, cfg.method)     # the method's own checks of its options (e.g. target_fraction)
     if task not in method.tasks:
         raise ValueError(f'--method {spec.method} is built for the {"/".join(method.tasks)} task, not {task} '
-                         f'(--target {spec.target}); urban methods: source_only, oracle')
+                         f'(--target {spec.target}); its multi-class form is not built yet')
     if cfg.net.get('pretrained'):
         from udabench.methods.networks import read_state_dict
         read_state_dict(cfg.net['pretrained'])

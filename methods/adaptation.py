@@ -76,6 +76,8 @@ def summarise_diagnostics(logs: list[dict]) -> dict:
 class TargetAdaptation(UDAMethod):
     """Base class; subclasses set ``discriminator_channels`` and override the hooks below."""
 
+    #: Multi-class as the originals: softmax outputs (``two_class_probs``) into the discriminators.
+    tasks = ('skin', 'urban')
     needs_source_depth = False
     #: Each discriminator loss is halved (AdaptSegNet/ADVENT code); CLAN's and DADA's code do not halve.
     disc_loss_scale = 0.5

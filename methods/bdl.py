@@ -52,6 +52,7 @@ def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
 
 @METHODS.register_module(name='bdl')
 class BDL(TargetAdaptation):
+    tasks = ('skin',)      # its multi-class form is not built yet (issue 14)
     horizon_ratio = 250 / 120
 
     def __init__(self, lambda_adv_target: float = 1e-3, lambda_ssl: float = 1.0, rounds: int = 2, ssl_cap: float = 0.9,

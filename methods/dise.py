@@ -75,6 +75,7 @@ def _by_resolution(feats) -> list:
 
 @METHODS.register_module(name='dise')
 class DISE(TargetAdaptation):
+    tasks = ('skin',)      # its multi-class form is not built yet (issue 14)
 
     def __init__(self, lambda_seg: float = 0.1, lambda_label_transfer: float = 1.0, lambda_adv: float = 2.0,
                  lambda_adv_aux: float = 2e-4, lambda_adv_main: float = 1e-3, lambda_rec_self: float = 0.5,

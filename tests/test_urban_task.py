@@ -88,11 +88,63 @@ def test_source_only_on_the_urban_twins_end_to_end(tmp_path):
 
 
 def test_methods_not_built_for_the_urban_task_are_refused(tmp_path):
-    with pytest.raises(ValueError, match='--method advent is built for the skin task, not urban'):
-        validate(_spec(tmp_path, 'advent'))
+    for method in ('bdl', 'dise', 'glss'):
+        with pytest.raises(ValueError, match=f'--method {method} is built for the skin task, not urban'):
+            validate(_spec(tmp_path, method))
 
 
 def test_a_real_urban_folder_is_refused_naming_it(tmp_path):
     (tmp_path / 'data' / 'synthia').mkdir(parents=True)
     with pytest.raises(NotImplementedError, match=r'real synthia found under .*synthia.*synth_synthia'):
         run(_spec(tmp_path, 'source_only'))
+
+
+CLASSES = 5
+
+
+def _multiclass_method(tmp_path, name):
+    """``name`` built on a tiny RGB context with CLASSES classes (255 ignored), as on the urban task."""
+    from udabench.engine import StageRunner
+    from udabench.methods.base import FitContext
+    from udabench.registry import METHODS, lookup
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (4, 32, 32, 3)).astype(np.uint8)
+    labels = rng.integers(0, CLASSES, (4, 32, 32)).astype(np.uint8)
+    labels[:, :2] = 255
+    source = SegmentationSet('synth_synthia', images, labels, 'synthetic', depth=rng.random((4, 32, 32)) + 1.0)
+    ctx = FitContext(source=source, stages=StageRunner(tmp_path, progress=False), cache_dir=tmp_path,
+                     net=dict(name='deeplabv3plus', width=8, in_channels=3, num_classes=CLASSES),
+                     seg_recipe=dict(loss='cross_entropy'), target_images=source.normalised_images(), progress=False)
+    method = lookup(METHODS, name)(warm_start=False, bn='frozen', disc_width=8, stop_iters=2)
+    method.build(ctx)
+    method.eval()
+    return method, torch.as_tensor(source.normalised_images()[:2]), source
+
+
+@pytest.mark.parametrize('name', ['adaptsegnet', 'clan'])
+def test_output_space_discriminators_see_the_softmax_over_the_classes(tmp_path, name):
+    method, x, _ = _multiclass_method(tmp_path, name)
+    with torch.no_grad():
+        out = method.outputs(x)
+        inputs = method.discriminator_inputs(out)
+    for level, value in inputs.items():
+        assert value.shape[1] == CLASSES and torch.allclose(value, torch.softmax(out[level], 1))
+
+
+@pytest.mark.parametrize('name', ['advent', 'dada'])
+def test_entropy_discriminators_see_self_information_over_the_classes(tmp_path, name):
+    method, x, _ = _multiclass_method(tmp_path, name)
+    with torch.no_grad():
+        out = method.outputs(x)
+        inputs = method.discriminator_inputs(out)
+    p = torch.softmax(out['main'], 1)
+    information = -p * torch.log2(p) / math.log2(CLASSES)                 # normalised by log2 C, C = 5
+    expected = information * out['depth'] if name == 'dada' else information
+    assert inputs['main'].shape[1] == CLASSES and torch.allclose(inputs['main'], expected, atol=1e-6)
+
+
+def test_adaptation_trains_on_the_urban_twins_end_to_end(tmp_path):
+    path = run(_spec(tmp_path, 'advent'))
+    record = _strict_json(path)
+    assert record['task'] == 'urban' and 0 <= record['metrics']['target_test']['miou16'] <= 1
+    assert record['training']['summary']['adaptation']['iterations'] > 0
