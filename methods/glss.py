@@ -99,6 +99,7 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 @METHODS.register_module(name='glss')
 class GLSS(UDAMethod):
+    tasks = ('skin', 'urban')
 
     def __init__(self, vae: dict, vae_train: dict, latent_search: dict, beta: dict,
                  perceptual: bool = True, vae_loss: dict | None = None, target_fraction: float = 0.0,
@@ -166,7 +167,7 @@ class GLSS(UDAMethod):
         """Build and train (or load from the cache) the generative model searched at test time on
         ``images`` (normalised); here the edge-skip VAE with Algorithm 1, then its diagnostics."""
         torch.manual_seed(ctx.seed)
-        vae = EdgeSkipVAE(image_size=images.shape[-1], **self.vae_cfg).to(ctx.device)
+        vae = EdgeSkipVAE(image_size=tuple(images.shape[-2:]), channels=images.shape[1], **self.vae_cfg).to(ctx.device)
         train = self.vae_train
         enc_opt = build_optimizer(vae.encoder_parameters(), train['optimizer'])
         dec_opt = build_optimizer(vae.decoder_parameters(), train['optimizer'])

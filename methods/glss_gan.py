@@ -22,6 +22,7 @@ from .glss import GLSS, images_digest
 
 @METHODS.register_module(name='glss_gan')
 class GLSSGAN(GLSS):
+    tasks = ('skin',)      # the DCGAN is square (gan._steps): not on the urban task's 2:1 images yet
 
     def __init__(self, gan: dict, gan_train: dict, latent_search: dict, **glss_options):
         if not latent_search.get('enabled', True) or latent_search.get('init', 'prior') != 'prior':

@@ -6,7 +6,9 @@ Decoder h_theta: dense ``hidden`` -> dense 16*``width`` reshaped to 4x4x``width`
 code: 1024 -> 2048 = 4x4x128) -> stride-2 3x3 transposed convs ('same', as the official code) to a
 coarse image (tanh); the coarse image is concatenated with the Sobel edges of the input (reflect
 padding, as TF's ``sobel_edges``) and refined by two convs and a final conv + tanh. LeakyReLU(0.2),
-no normalisation.
+no normalisation. On the urban task's 2:1 RGB images (``channels`` 3) the bottleneck is 4x8 and
+the Sobel edges are taken per channel, as TF's ``sobel_edges`` (the official code) does on a
+multi-channel image; the paper's Table 3 gives no other rule.
 
 Options and deviations:
 * ``init``: the paper is silent; ``'kaiming'`` (default, He init for LeakyReLU(0.2)) keeps the
@@ -67,24 +69,33 @@ def _up(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)
 
 
+def bottleneck(image_size: int | tuple) -> tuple[tuple[int, int], int]:
+    """((rows, columns) at the 4-row bottleneck, stride-2 steps) for square ``image_size`` = 4 * 2^k
+    or (H, W) with H = 4 * 2^k and W a multiple of 2^k (the urban task's 2:1 images: 4 x 8)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    steps = int(math.log2(max(h // 4, 1)))
+    if 4 * 2 ** steps != h or w % 2 ** steps or w < 2 ** steps:
+        raise ValueError(f'VAE image size must be H = 4 * 2^k by a multiple of 2^k, got {h} x {w}')
+    return (4, w // 2 ** steps), steps
+
+
 class EdgeSkipVAE(nn.Module):
     """The VAE of seed 002 Fig. 1; ``edge_skip=False`` drops the edge concatenation (Table 4)."""
 
-    def __init__(self, image_size: int = 128, channels: int = 1, latent: int = 64, width: int = 128,
+    def __init__(self, image_size: int | tuple = 128, channels: int = 1, latent: int = 64, width: int = 128,
                  stem: int = 64, hidden: int = 1024, edge_skip: bool = True, edge_tanh: bool = False,
                  init: str = 'kaiming'):
         super().__init__()
-        steps = int(math.log2(image_size // 4))
-        if 4 * 2 ** steps != image_size:
-            raise ValueError(f'image_size must be 4 * 2^k, got {image_size}')
+        self.bottleneck, steps = bottleneck(image_size)
+        cells = self.bottleneck[0] * self.bottleneck[1]
         self.latent, self.width, self.edge_skip, self.edge_tanh = latent, width, edge_skip, edge_tanh
         enc = [nn.Conv2d(channels, stem, 3, padding=1), _act()]
         for i in range(steps):
             enc += [nn.Conv2d(stem if i == 0 else width, width, 3, stride=2, padding=1), _act()]
-        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(width * 16, hidden), _act())
+        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(width * cells, hidden), _act())
         self.mu = nn.Linear(hidden, latent)
         self.logvar = nn.Linear(hidden, latent)
-        self.project = nn.Sequential(nn.Linear(latent, hidden), _act(), nn.Linear(hidden, width * 16), _act())
+        self.project = nn.Sequential(nn.Linear(latent, hidden), _act(), nn.Linear(hidden, width * cells), _act())
         up = []
         for _ in range(steps - 1):
             up += [_up(width, width), _act()]
@@ -107,7 +118,7 @@ class EdgeSkipVAE(nn.Module):
 
     def decode(self, z: torch.Tensor, edges: torch.Tensor | None) -> torch.Tensor:
         """h_theta(z); ``edges`` are the Sobel edges of the image being reconstructed or searched."""
-        coarse = self.upsample(self.project(z).view(-1, self.width, 4, 4))
+        coarse = self.upsample(self.project(z).view(-1, self.width, *self.bottleneck))
         if self.edge_skip:
             coarse = torch.cat([coarse, torch.tanh(edges) if self.edge_tanh else edges], 1)
         return self.refine(coarse)

@@ -88,7 +88,7 @@ def test_source_only_on_the_urban_twins_end_to_end(tmp_path):
 
 
 def test_methods_not_built_for_the_urban_task_are_refused(tmp_path):
-    for method in ('bdl', 'dise', 'glss'):
+    for method in ('bdl', 'dise', 'glss_gan'):
         with pytest.raises(ValueError, match=f'--method {method} is built for the skin task, not urban'):
             validate(_spec(tmp_path, method))
 
@@ -148,3 +148,20 @@ def test_adaptation_trains_on_the_urban_twins_end_to_end(tmp_path):
     record = _strict_json(path)
     assert record['task'] == 'urban' and 0 <= record['metrics']['target_test']['miou16'] <= 1
     assert record['training']['summary']['adaptation']['iterations'] > 0
+
+
+def test_the_vae_takes_rgb_images_of_twice_the_width():
+    from udabench.methods.vae import EdgeSkipVAE, bottleneck
+    assert bottleneck(64) == ((4, 4), 4) and bottleneck((64, 128)) == ((4, 8), 4)
+    vae = EdgeSkipVAE(image_size=(16, 32), channels=3, latent=8, width=8, stem=4, hidden=16)
+    x = torch.rand(2, 3, 16, 32) * 2 - 1
+    recon, mu, _ = vae(x)
+    assert recon.shape == x.shape and mu.shape == (2, 8)
+    with pytest.raises(ValueError, match='H = 4 \\* 2\\^k by a multiple of 2\\^k, got 16 x 18'):
+        EdgeSkipVAE(image_size=(16, 18))
+
+
+def test_glss_segments_the_urban_twins_through_rgb_clones(tmp_path):
+    record = _strict_json(run(_spec(tmp_path, 'glss')))
+    assert record['task'] == 'urban' and 0 <= record['metrics']['target_test']['miou16'] <= 1
+    assert record['vae']['latent'] == 64 and 'heldout_rec_mse' in record['vae']
