@@ -208,7 +208,7 @@ class TargetAdaptation(UDAMethod):
             arrays['ds'] = ctx.source.depth[:, None].astype(np.float32)
         target = {'xt': ctx.target_images}
         if target_labels is not None:
-            target['yt'] = target_labels[:, None].astype(np.float32)
+            target['yt'] = segmentation_targets(target_labels, self.net.num_classes)
         keep = self.target_training_indices(ctx)
         sources = DeviceArrays(arrays, ctx.device)
         targets = DeviceArrays({k: v[keep] for k, v in target.items()}, ctx.device)

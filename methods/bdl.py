@@ -37,12 +37,17 @@ from .translation import ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_l
 
 
 def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
-    """BDL's SSL labels from skin probabilities (N, H, W): 1 / 0 where confident, -1 (ignore) elsewhere."""
-    pred = probs > 0.5
-    conf = np.where(pred, probs, 1 - probs)
-    labels = np.full(probs.shape, -1.0, np.float32)
-    for cls in (0, 1):
-        chosen = pred == bool(cls)
+    """BDL's SSL labels (N, H, W) from skin probabilities (N, H, W) or class probabilities
+    (N, C, H, W): the predicted class where its confidence reaches the class's threshold, -1
+    (ignore) elsewhere. Binary: the prediction is p > 0.5 (p = 0.5 exactly goes to the background)."""
+    if probs.ndim != 4:
+        pred = (probs > 0.5).astype(np.int64)
+        conf, classes = np.where(pred == 1, probs, 1 - probs), (0, 1)
+    else:
+        pred, conf, classes = probs.argmax(1), probs.max(1), range(probs.shape[1])
+    labels = np.full(pred.shape, -1.0, np.float32)
+    for cls in classes:
+        chosen = pred == cls
         if chosen.any():
             ranked = np.sort(conf[chosen])
             threshold = min(float(ranked[int(np.round(len(ranked) * 0.5))]), cap)   # < n for every n >= 1
@@ -52,7 +57,6 @@ def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
 
 @METHODS.register_module(name='bdl')
 class BDL(TargetAdaptation):
-    tasks = ('skin',)      # its multi-class form is not built yet (issue 14)
     horizon_ratio = 250 / 120
 
     def __init__(self, lambda_adv_target: float = 1e-3, lambda_ssl: float = 1.0, rounds: int = 2, ssl_cap: float = 0.9,
@@ -105,8 +109,10 @@ class BDL(TargetAdaptation):
     def translate_source(self, ctx: FitContext, source: np.ndarray, stage: str) -> np.ndarray:
         """Train the CycleGAN of this round with the current model's perceptual loss; translate S -> T."""
         cfg, dev = self.translation, ctx.device
-        gens = torch.nn.ModuleDict({d: ResnetGenerator(1, cfg['width'], cfg['downs'], cfg['blocks']) for d in ('s2t', 't2s')}).to(dev)
-        discs = torch.nn.ModuleDict({d: PatchDiscriminator(1, cfg['disc_width']) for d in ('s', 't')}).to(dev)
+        channels = source.shape[1]
+        gens = torch.nn.ModuleDict({d: ResnetGenerator(channels, cfg['width'], cfg['downs'], cfg['blocks'])
+                                    for d in ('s2t', 't2s')}).to(dev)
+        discs = torch.nn.ModuleDict({d: PatchDiscriminator(channels, cfg['disc_width']) for d in ('s', 't')}).to(dev)
         g_opt = build_optimizer(gens.parameters(), cfg['optimizer'])
         d_opt = build_optimizer(discs.parameters(), cfg['optimizer'])
         pools = {d: ImagePool(cfg['pool_size']) for d in ('s', 't')}

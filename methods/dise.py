@@ -41,9 +41,9 @@ LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 class TextureEncoder(nn.Module):
     """A domain's private encoder: strided convs then global average pooling to a code vector."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, channels: int = 1):
         super().__init__()
-        self.body = nn.Sequential(conv_in_relu(1, width, 7), conv_in_relu(width, 2 * width, 3, 2),
+        self.body = nn.Sequential(conv_in_relu(channels, width, 7), conv_in_relu(width, 2 * width, 3, 2),
                                   conv_in_relu(2 * width, 4 * width, 3, 2), conv_in_relu(4 * width, 4 * width, 3, 2),
                                   nn.AdaptiveAvgPool2d(1))
 
@@ -52,16 +52,16 @@ class TextureEncoder(nn.Module):
 
 
 class StructureTextureDecoder(nn.Module):
-    """Structure features (C, H/s, W/s) + a tiled texture code -> image (1, H, W) in [-1, 1]."""
+    """Structure features (C, H/s, W/s) + a tiled texture code -> image (channels, H, W) in [-1, 1]."""
 
-    def __init__(self, structure_channels: int, code: int, width: int, stride: int):
+    def __init__(self, structure_channels: int, code: int, width: int, stride: int, channels: int = 1):
         super().__init__()
         ups = int(math.log2(stride))
         top = width * 2 ** ups
         layers = [conv_in_relu(structure_channels + code, top, 1), ResidualBlock(top), ResidualBlock(top)]
         for i in reversed(range(ups)):
             layers.append(upsample_in_relu(width * 2 ** (i + 1), width * 2 ** i))
-        layers += [nn.Conv2d(width, 1, 7, padding=3, padding_mode='reflect'), nn.Tanh()]
+        layers += [nn.Conv2d(width, channels, 7, padding=3, padding_mode='reflect'), nn.Tanh()]
         self.body = nn.Sequential(*layers)
 
     def forward(self, structure, code):
@@ -75,7 +75,6 @@ def _by_resolution(feats) -> list:
 
 @METHODS.register_module(name='dise')
 class DISE(TargetAdaptation):
-    tasks = ('skin',)      # its multi-class form is not built yet (issue 14)
 
     def __init__(self, lambda_seg: float = 0.1, lambda_label_transfer: float = 1.0, lambda_adv: float = 2.0,
                  lambda_adv_aux: float = 2e-4, lambda_adv_main: float = 1e-3, lambda_rec_self: float = 0.5,
@@ -92,15 +91,15 @@ class DISE(TargetAdaptation):
         self.image_disc_optimizer = image_disc_optimizer or dict(type='Adam', lr=1e-4, betas=(0.5, 0.999))
 
     def prepare(self, ctx):
-        w, size = self.translator_width, ctx.source.images.shape[-1]
+        w, c, (h, width) = self.translator_width, ctx.source.channels, ctx.source.masks.shape[1:]
         training = self.net.training
         self.net.eval()   # the shape probe must not move BatchNorm's running statistics
         with torch.no_grad():
-            structure = self.structure(self.net.model.extract_feat(torch.zeros(1, 1, size, size, device=ctx.device)))
+            structure = self.structure(self.net.model.extract_feat(torch.zeros(1, c, h, width, device=ctx.device)))
         self.net.train(training)
-        self.texture = nn.ModuleDict({d: TextureEncoder(w) for d in ('source', 'target')}).to(ctx.device)
-        self.decoder = StructureTextureDecoder(structure.shape[1], 4 * w, w, size // structure.shape[-1]).to(ctx.device)
-        self.image_discs = nn.ModuleDict({d: PatchDiscriminator(1, w) for d in ('source', 'target')}).to(ctx.device)
+        self.texture = nn.ModuleDict({d: TextureEncoder(w, c) for d in ('source', 'target')}).to(ctx.device)
+        self.decoder = StructureTextureDecoder(structure.shape[1], 4 * w, w, h // structure.shape[-2], c).to(ctx.device)
+        self.image_discs = nn.ModuleDict({d: PatchDiscriminator(c, w) for d in ('source', 'target')}).to(ctx.device)
         self.perceptual = copy.deepcopy(self.net.model.backbone)
         self.perceptual.requires_grad_(False)
         self.extra_optimizers = {

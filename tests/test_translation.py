@@ -38,6 +38,16 @@ def test_bdl_pseudo_labels_as_the_originals_ssl_script():
     assert labels.tolist() == [[1, -1, -1, -1, 0, 0, -1]]
 
 
+def test_bdl_pseudo_labels_per_class_on_class_probabilities():
+    # 3 classes, 6 pixels: argmax 0, 0, 0, 1, 1, 2 with confidences 0.5, 0.7, 0.9, 0.6, 0.8, 0.4
+    probs = np.array([[0.5, 0.3, 0.2], [0.7, 0.2, 0.1], [0.9, 0.05, 0.05],
+                      [0.2, 0.6, 0.2], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]).T[None, :, None, :]   # (1, 3, 1, 6)
+    labels = pseudo_labels(probs, cap=0.9)
+    # class 0: sorted 0.5, 0.7, 0.9 -> index round(1.5) = 2: 0.9; class 1: 0.6, 0.8 -> index 1: 0.8;
+    # class 2: 0.4 -> index round(0.5) = 0: 0.4 (kept)
+    assert labels.shape == (1, 1, 6) and labels.tolist() == [[[-1, -1, 0, -1, 1, 2]]]
+
+
 def test_image_pool_returns_stored_fakes_and_checkpoints():
     from udabench.methods.translation import ImagePool
     pool = ImagePool(2)

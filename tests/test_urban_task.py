@@ -88,9 +88,8 @@ def test_source_only_on_the_urban_twins_end_to_end(tmp_path):
 
 
 def test_methods_not_built_for_the_urban_task_are_refused(tmp_path):
-    for method in ('bdl', 'dise', 'glss_gan'):
-        with pytest.raises(ValueError, match=f'--method {method} is built for the skin task, not urban'):
-            validate(_spec(tmp_path, method))
+    with pytest.raises(ValueError, match='--method glss_gan is built for the skin task, not urban'):
+        validate(_spec(tmp_path, 'glss_gan'))
 
 
 def test_a_real_urban_folder_is_refused_naming_it(tmp_path):
@@ -143,11 +142,13 @@ def test_entropy_discriminators_see_self_information_over_the_classes(tmp_path, 
     assert inputs['main'].shape[1] == CLASSES and torch.allclose(inputs['main'], expected, atol=1e-6)
 
 
-def test_adaptation_trains_on_the_urban_twins_end_to_end(tmp_path):
-    path = run(_spec(tmp_path, 'advent'))
+@pytest.mark.parametrize('name', ['advent', 'bdl', 'dise'])
+def test_adaptation_trains_on_the_urban_twins_end_to_end(tmp_path, name):
+    path = run(_spec(tmp_path, name))
     record = _strict_json(path)
     assert record['task'] == 'urban' and 0 <= record['metrics']['target_test']['miou16'] <= 1
-    assert record['training']['summary']['adaptation']['iterations'] > 0
+    stages = record['training']['summary']
+    assert any(v['iterations'] > 0 for k, v in stages.items() if k.startswith('adaptation'))
 
 
 def test_the_vae_takes_rgb_images_of_twice_the_width():

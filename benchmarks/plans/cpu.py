@@ -25,8 +25,8 @@ groups = [
     dict(table='Controls', methods=FAST, nets=['deeplabv3plus'], targets=['hand', 'snv'], study='controls',
          controls=['positive_f0.2', 'positive_f1.0']),
     # Table 3 (SYNTHIA -> Cityscapes twins): the methods built for the urban task so far.
-    dict(table='Table 3', methods=['source_only', 'oracle', 'adaptsegnet', 'advent', 'clan', 'dada'],
-         nets=['deeplabv3plus'], targets=['cityscapes']),
+    dict(table='Table 3', methods=['source_only', 'oracle', 'adaptsegnet', 'advent', 'clan', 'dada', 'bdl', 'dise',
+                                   'glss'], nets=['deeplabv3plus'], targets=['cityscapes']),
     dict(table='Table 2', methods=['source_only'] + ADAPTATION, nets=['unet'], targets=['hand', 'snv']),
     dict(table='Fig. 5', methods=['glss_ls_study'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
          study='ls_iterations'),
