@@ -3,7 +3,8 @@
 
 * Fig. 2-4: target images, their VAE reconstruction (encoder mean), the clones at the start (the
   prior draw) and after 30, 60 and 90 latent-search iterations, and the masks (ground truth,
-  Source Only, GLSS); the search's mean loss and clone change per 10 iterations are printed;
+  Source Only, GLSS after the default 100 iterations); the search's mean loss and clone change
+  every 10 iterations over ``--trace-images`` target images, and the encoder mean's loss, are printed;
 * Fig. 5-6: SSIM of a target image and of its nearest clone against every source image.
 
     python tools/glss_figures.py --target hand --net deeplabv3plus --profile cpu
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument('--net', default='deeplabv3plus')
     parser.add_argument('--profile', default='cpu')
     parser.add_argument('--images', type=int, default=4, help='target images shown')
+    parser.add_argument('--trace-images', type=int, default=64, help='target images whose search trajectory is printed')
     parser.add_argument('--data-root', default='data/real')
     parser.add_argument('--work-dir', default='work_dirs')
     parser.add_argument('--out', default='results/figures')
@@ -41,18 +43,26 @@ def main(argv=None) -> int:
     glss, ctx = prepared.method, prepared.ctx
     glss.fit(ctx)   # loads the cached Source Only network and VAE (trains them if absent)
     target = prepared.target
-    x = torch.as_tensor(target.normalised_images()[:args.images], device=ctx.device)
-    with torch.no_grad():
-        recon = glss.vae.decode(glss.vae.encode(x)[0], sobel_edges(x))
     ls = glss.ls_cfg
-    search = latent_search(glss.vae, x, iterations=90, loss=ls['loss'], lr=ls['lr'], betas=tuple(ls['betas']),
+    searched = torch.as_tensor(target.normalised_images()[:max(args.images, args.trace_images)], device=ctx.device)
+    search = latent_search(glss.vae, searched, iterations=100, loss=ls['loss'], lr=ls['lr'], betas=tuple(ls['betas']),
                            record_every=10, generator=torch.Generator().manual_seed(0))
+    print(f'latent search over the first {len(searched)} target images ({ls["loss"]}, Adam lr {ls["lr"]}):')
     for k, clone in sorted(search.snapshots.items()):
-        print(f'iteration {k:3d}: mean {ls["loss"]} loss {per_image_loss(ls["loss"], x, clone).mean().item():.4f}, '
-              f'mean |clone - clone at 90| {(clone - search.snapshots[90]).abs().mean().item():.4f}')
+        print(f'  iteration {k:3d}: mean loss {per_image_loss(ls["loss"], searched, clone).mean().item():.4f}, '
+              f'mean |clone - clone at 100| {(clone - search.snapshots[100]).abs().mean().item():.4f}')
+    x = searched[:args.images]
+    with torch.no_grad():
+        mu = glss.vae.encode(searched)[0]
+        recon = glss.vae.decode(mu, sobel_edges(searched))
+    print(f'  encoder mean: loss {per_image_loss(ls["loss"], searched, recon).mean().item():.4f} of its '
+          f'reconstruction, |mu| {mu.norm(dim=1).mean().item():.2f} (searched |z| {search.z.norm(dim=1).mean().item():.2f})')
+    recon = recon[:args.images]
+    search.snapshots = {k: v[:args.images] for k, v in search.snapshots.items()}
+    search.clones = search.clones[:args.images]
     columns = [('target', x), ('VAE reconstruction', recon)] + [(f'clone, {k} it.', search.snapshots[k]) for k in (0, 30, 60, 90)]
     masks = [('ground truth', torch.as_tensor(target.masks[:args.images]).float()),
-             ('Source Only', glss._mask(x)), ('GLSS (90 it.)', glss._mask(search.snapshots[90]))]
+             ('Source Only', glss._mask(x)), ('GLSS (100 it.)', glss._mask(search.snapshots[100]))]
     folder = Path(args.out) / f'{args.profile}_{prepared.data_source.split(" ")[0]}'
     folder.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(args.images, len(columns) + len(masks), figsize=(2 * (len(columns) + len(masks)), 2 * args.images),
