@@ -120,22 +120,24 @@ def _multiclass_method(tmp_path, name):
     return method, torch.as_tensor(source.normalised_images()[:2]), source
 
 
-@pytest.mark.parametrize('name', ['adaptsegnet', 'clan'])
-def test_output_space_discriminators_see_the_softmax_over_the_classes(tmp_path, name):
+def _discriminator_inputs(tmp_path, name):
+    """(outputs, discriminator inputs) of ``name`` on two tiny multi-class images."""
     method, x, _ = _multiclass_method(tmp_path, name)
     with torch.no_grad():
         out = method.outputs(x)
-        inputs = method.discriminator_inputs(out)
+        return out, method.discriminator_inputs(out)
+
+
+@pytest.mark.parametrize('name', ['adaptsegnet', 'clan'])
+def test_output_space_discriminators_see_the_softmax_over_the_classes(tmp_path, name):
+    out, inputs = _discriminator_inputs(tmp_path, name)
     for level, value in inputs.items():
         assert value.shape[1] == CLASSES and torch.allclose(value, torch.softmax(out[level], 1))
 
 
 @pytest.mark.parametrize('name', ['advent', 'dada'])
 def test_entropy_discriminators_see_self_information_over_the_classes(tmp_path, name):
-    method, x, _ = _multiclass_method(tmp_path, name)
-    with torch.no_grad():
-        out = method.outputs(x)
-        inputs = method.discriminator_inputs(out)
+    out, inputs = _discriminator_inputs(tmp_path, name)
     p = torch.softmax(out['main'], 1)
     information = -p * torch.log2(p) / math.log2(CLASSES)                 # normalised by log2 C, C = 5
     expected = information * out['depth'] if name == 'dada' else information
