@@ -434,6 +434,23 @@ def table3(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient='index')
 
 
+def table3_deltas(records: list[dict]) -> pd.DataFrame:
+    """Per Table 3 cell, the paired difference (same seed) of mIoU-13 and mIoU-16 to Source Only on
+    the held-out target split, with 95 % Student-t intervals."""
+    cells = {(method, net): cell for method, net, cell in _urban_cells(records)}
+    rows = defaultdict(dict)
+    for (method, net), cell in cells.items():
+        reference = cells.get(('source_only', net))
+        if method == 'source_only' or reference is None:
+            continue
+        check_one_version(cell)
+        check_one_version(reference)
+        for metric, title in (('miou13', 'mIoU-13'), ('miou16', 'mIoU-16')):
+            rows[METHOD_NAMES[method]][(NET_NAMES[net], f'{title} − Source Only')] = _delta_cell(
+                paired_delta(cell, reference, 'target_test', metric))
+    return pd.DataFrame.from_dict(rows, orient='index')
+
+
 def table3_classes(records: list[dict]) -> pd.DataFrame:
     """Per-class IoU of every Table 3 cell on the held-out target split (16 classes of mIoU-16)."""
     from .tasks import TASKS, URBAN_16
@@ -479,6 +496,9 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
                           'training on the fraction x of the target; * where the interval excludes 0.']),
             'table3': (table3(records), f'Table 3: SYNTHIA -> Cityscapes, mIoU-13 / mIoU-16 on the held-out target '
                        f'split, {stat} ({where})', []),
+            'table3_deltas': (table3_deltas(records), 'Table 3, paired differences: mIoU of each method minus Source '
+                              'Only on the same seed, held-out target split, with 95 % Student-t intervals over '
+                              f'seeds ({where})', ['* where the interval excludes 0.']),
             'table3_classes': (table3_classes(records), f'Table 3, per class: IoU on the held-out target split, {stat} '
                                f'({where})', []),
             'table3_published': (table3_published(records), 'Table 3 as published (seed 002, %; real SYNTHIA -> Cityscapes '

@@ -153,3 +153,20 @@ def test_controls_table_pairs_each_control_with_the_finetuning_control_of_the_sa
     assert row['positive_f0.2 − fine-tuning'].startswith('+0.000') and row['positive_f0.2 − fine-tuning'].endswith('(n=2)')
     assert row['method run − fine-tuning'].startswith('-0.010')
     assert len(controls_table(records)) == 1
+
+
+def test_table3_means_deltas_and_published_block_from_urban_records():
+    from udabench.tables import table3, table3_deltas, table3_published
+
+    def urban(method, values, miou13_shift=0.0):
+        return [{**record(method, 'cityscapes', 0.0, net='deeplabv3plus', seed=s), 'git_commit': 'abc',
+                 'metrics': {'target_test': {'miou16': v, 'miou13': v + miou13_shift}}} for s, v in enumerate(values)]
+    so, advent = urban('source_only', (0.10, 0.20, 0.30)), urban('advent', (0.15, 0.25, 0.35), 0.01)
+    assert table3_published([]).empty                       # no urban run: no published block either
+    t3 = table3(so + advent)
+    assert t3.loc['AdvEnt', ('DeepLabv3+', 'mIoU-16')] == '0.250 ± 0.100'
+    assert t3.loc['AdvEnt', ('DeepLabv3+', 'mIoU-13')] == '0.260 ± 0.100'
+    deltas = table3_deltas(so + advent)
+    assert deltas.loc['AdvEnt', ('DeepLabv3+', 'mIoU-16 − Source Only')] == '+0.050 [+0.050, +0.050] *'
+    assert deltas.loc['AdvEnt', ('DeepLabv3+', 'mIoU-13 − Source Only')] == '+0.060 [+0.060, +0.060] *'
+    assert table3_published(so).loc['GLSS', 'mIoU-13'] == '52.3'
