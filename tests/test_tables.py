@@ -170,3 +170,15 @@ def test_table3_means_deltas_and_published_block_from_urban_records():
     assert deltas.loc['AdvEnt', ('DeepLabv3+', 'mIoU-16 − Source Only')] == '+0.050 [+0.050, +0.050] *'
     assert deltas.loc['AdvEnt', ('DeepLabv3+', 'mIoU-13 − Source Only')] == '+0.060 [+0.060, +0.060] *'
     assert table3_published(so).loc['GLSS', 'mIoU-13'] == '52.3'
+
+
+def test_controls_read_urban_rows_by_miou16_on_the_held_out_split():
+    from udabench.tables import controls_table
+
+    def urban(values, **kw):
+        return [{**record('advent', 'cityscapes', 0.0, seed=s, **kw), 'git_commit': 'abc',
+                 'metrics': {'target_test': {'miou16': v}}} for s, v in enumerate(values)]
+    finetune = [dict(r, tag='finetune') for r in urban((0.10, 0.20, 0.30), study='controls')]
+    frame = controls_table(urban((0.11, 0.21, 0.31)) + finetune)
+    row = frame.loc[('AdvEnt', 'DeepLabv3+', 'cityscapes')]
+    assert row['fine-tuning'] == '0.200 ± 0.100' and row['method run − fine-tuning'].startswith('+0.010')
