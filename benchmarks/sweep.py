@@ -63,6 +63,18 @@ def load_plan(name: str) -> Config:
     return plan
 
 
+def select_tables(plan: Config, tables: list[str] | None) -> Config:
+    """``plan`` with only the groups whose ``table`` is in ``tables`` (all of them for None)."""
+    if not tables:
+        return plan
+    known = [group.get('table', '') for group in plan.groups]
+    unknown = [t for t in tables if t not in known]
+    if unknown:
+        raise ValueError(f'--table: the plan has no group for {unknown}; its tables: {sorted(set(known))}')
+    plan.groups = [group for group in plan.groups if group.get('table', '') in tables]
+    return plan
+
+
 def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
     """Every run of ``plan``, in plan order, without duplicates; ``spec_kwargs`` go to each RunSpec
     (data_root, results_dir, work_dir, ...)."""
@@ -221,7 +233,7 @@ def launch(todo: list[RunSpec], launcher: str, log_dir: Path, threads: int, time
         try:
             while queue or running:
                 while queue and len(running) < parallel:
-                    job = queue.pop(0)
+                    job = queue.pop(next_job_index(queue, [j for j, _ in running]))
                     running.append((job, executor.submit(job)))
                 for job, sub in list(running):
                     if sub.done():
@@ -233,6 +245,19 @@ def launch(todo: list[RunSpec], launcher: str, log_dir: Path, threads: int, time
             stop_local_jobs([sub for _, sub in running])
             raise
     return [(run_key(job.spec), out[run_key(job.spec)]) for job in jobs]
+
+
+def next_job_index(queue: list[RunJob], running: list[RunJob]) -> int:
+    """The queued job to start next: the first whose (seed, net, profile) no running job has, else
+    the first. Runs of one seed and net share their cached stages (the Source Only network, GLSS's
+    VAE): two of them started together would have the second wait on the first's stage lock with
+    its core idle, while a run of another seed can train its own stages meanwhile."""
+    busy = {_stage_family(job.spec) for job in running}
+    return next((i for i, job in enumerate(queue) if _stage_family(job.spec) not in busy), 0)
+
+
+def _stage_family(spec: RunSpec) -> tuple:
+    return spec.seed, spec.net, spec.profile
 
 
 def _children(pid: int) -> list[int]:

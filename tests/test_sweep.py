@@ -53,6 +53,26 @@ def test_a_group_may_name_the_controls_it_runs(tmp_path):
         sweep.expand(sweep.load_plan(str(plan)))
 
 
+def test_the_local_launcher_starts_runs_of_another_seed_beside_a_running_one():
+    """Two runs of one seed and net would share (and wait on) one cached stage; the next job started
+    beside a running one is the first of another seed, and the queue's order holds otherwise."""
+    jobs = [sweep.RunJob(RunSpec(method='glss_ablation', target=t, seed=s, tag=tag))
+            for t in ('hand', 'snv') for s in (0, 1) for tag in ('a', 'b')]
+    assert sweep.next_job_index(jobs, []) == 0
+    assert sweep.next_job_index(jobs[1:], [jobs[0]]) == 1            # hand seed 1, not hand seed 0 'b'
+    assert sweep.next_job_index(jobs[4:], [jobs[0], jobs[2]]) == 0   # every family busy: the first
+    unet = sweep.RunJob(RunSpec(method='glss', target='hand', seed=0, net='unet'))
+    assert sweep.next_job_index([jobs[1], unet], [jobs[0]]) == 1     # another net: its own stages
+
+
+def test_a_sweep_may_select_the_groups_of_some_tables():
+    plan = sweep.select_tables(sweep.load_plan('cpu'), ['Fig. 5', 'Table 4'])
+    assert {g['table'] for g in plan.groups} == {'Fig. 5', 'Table 4'}
+    assert {s.method for s in sweep.expand(plan)} == {'glss_ls_study', 'glss_ablation'}
+    with pytest.raises(ValueError, match=r"no group for \['Table 9'\].*Table 4"):
+        sweep.select_tables(sweep.load_plan('cpu'), ['Table 9'])
+
+
 def test_shards_partition_a_plan_by_run_key_whatever_its_order():
     runs = sweep.expand(sweep.load_plan('cpu'))
     shards = [sweep.shard(runs, i, 3) for i in range(3)]

@@ -4,6 +4,7 @@
     python tools/sweep.py --plan cpu --dry-run          # what would run, with estimated CPU time
     python tools/sweep.py --plan cpu                    # local: cores // threads runs at once
     python tools/sweep.py --plan cpu --shard 0/2        # this machine's half (another runs 1/2)
+    python tools/sweep.py --plan cpu --table 'Fig. 5' 'Table 4'   # only the groups behind these tables
     python tools/sweep.py --plan cpu --launcher slurm --slurm partition=cpu --slurm array_parallelism=32
 
 Finished runs are skipped, so the command can be repeated after an interruption; an interrupted run
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument('--plan', default='cpu', help=f'plan name ({", ".join(sweep.plan_names())}) or a plan file')
     parser.add_argument('--launcher', default='local', choices=('local', 'slurm', 'debug'))
     parser.add_argument('--shard', default='0/1', metavar='I/N', help='run only shard I of N (0-based, by run key)')
+    parser.add_argument('--table', nargs='+', metavar='NAME', help="only the plan's groups whose `table` is one of these")
     parser.add_argument('--dry-run', action='store_true', help='list the runs to make with estimated CPU time; run nothing')
     parser.add_argument('--cores', type=int, default=os.cpu_count() or 1, help='local: cores to fill (default: all)')
     parser.add_argument('--threads', type=int, help="threads per run (default: the plan's)")
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
     signal.signal(signal.SIGTERM, _stop)      # as Ctrl-C: the launcher then stops its jobs
     try:
-        plan = sweep.load_plan(args.plan)
+        plan = sweep.select_tables(sweep.load_plan(args.plan), args.table)
         index, count = _shard(args.shard)
         runs = sweep.shard(sweep.expand(plan, data_root=args.data_root, results_dir=args.results_dir,
                                         work_dir=args.work_dir, synthetic_cache=args.synthetic_cache), index, count)
