@@ -30,9 +30,9 @@ from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, regi
 
 from .engine import (StageRunner, TrainingDiverged, code_version, configure_backend, fingerprint, keep_freed_memory,
                      locked)
-from .tasks import TARGETS, TASKS, task_of
 from .results import (git_commit, package_versions, summarise_training_log, training_log_path, write_json_atomic,
                       write_training_log)
+from .tasks import TARGETS, TASKS, task_of
 from .validation import check_overrides, check_ranges, check_safe_name, check_writable, method_parameters
 
 logger = logging.getLogger('udabench')
@@ -239,11 +239,16 @@ def prepare(spec: RunSpec) -> Prepared:
                  num_classes=task['num_classes']),
         seg_recipe=dict(cfg.seg_recipe, batch_size=profile['seg_batch_size'], epochs=profile['seg_epochs'],
                         loss=task['seg_loss'] or cfg.seg_recipe['loss']),
-        target_images=target.normalised_images() if method.uses_target_images else None,
+        target_images=adaptation_images(target, train_idx, task) if method.uses_target_images else None,
         target_labelled=target.subset(train_idx) if method.needs_target_labels else None, progress=spec.progress,
         precision=profile['precision'])
     return Prepared(cfg, method, ctx, source, target, test_idx, out, data_source, device, run_key, work,
                     configure_backend(device, profile['precision'], profile['deterministic']))
+
+
+def adaptation_images(target, train_idx: np.ndarray, task: dict) -> np.ndarray:
+    """The normalised target images a method may train on: all, or the training split (``adapt_on``)."""
+    return (target if task['adapt_on'] == 'all' else target.subset(train_idx)).normalised_images()
 
 
 def trusted_result(path: Path, run_key: str) -> dict | None:
@@ -288,6 +293,10 @@ def run(spec: RunSpec, force: bool = False) -> Path:
         return _fit_and_write(spec, p)
 
 
+def _count(images) -> int | None:
+    return None if images is None else len(images)
+
+
 def _provenance(spec: RunSpec, p: Prepared) -> dict:
     source, target = p.source, p.target
     return dict(
@@ -298,7 +307,8 @@ def _provenance(spec: RunSpec, p: Prepared) -> dict:
         data=dict(source=dict(name=source.name, kind=source.data_source, images=len(source), detail=source.description,
                               content_hash=source.content_hash),
                   target=dict(name=target.name, kind=target.data_source, images=len(target),
-                              test_images=len(p.test_idx), detail=target.description,
+                              test_images=len(p.test_idx), adaptation_images=_count(p.ctx.target_images),
+                              detail=target.description,
                               content_hash=target.content_hash)),
         device=p.device, threads=torch.get_num_threads(), backend=p.backend, code_version=code_version(),
         run_key=p.run_key,

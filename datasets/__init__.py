@@ -15,7 +15,7 @@ import numpy as np
 from udabench.registry import DATASETS
 from udabench.results import atomic_write
 
-from . import synthetic, synthetic_urban
+from . import synthetic, synthetic_urban, urban
 from .base import SegmentationSet
 from .real import load_folder
 
@@ -41,12 +41,21 @@ def _real_loader(name: str, folder: str, band: str):
 
 
 def _real_urban_loader(name: str, folder: str):
-    def load(size: int, count: int | None = None, seed: int = 0, data_root='data/real', cache_dir=None):
-        raise NotImplementedError(
-            f'real {name} found under {Path(data_root) / folder}: the runner does not stream the real urban sets '
-            'yet (datasets/urban.py lists and reads them per batch; the runner trains on in-memory sets). '
-            f'Move the folder away to run on the synthetic twin synth_{name}.')
-    load.__doc__ = f'Real {name} from <data_root>/{folder}/ (not yet streamed through the runner).'
+    def load(size: int, count: int | None = None, seed: int = 0, data_root='data/real', cache_dir='data/synthetic'):
+        root = Path(data_root) / folder
+        if name == 'synthia':
+            files, test = urban.synthia_files(root).head(count), 0
+        else:                                     # adapt on (the first ``count`` of) train, test on all of val
+            train, val = urban.cityscapes_files(root, 'train').head(count), urban.cityscapes_files(root, 'val')
+            files, test = train + val, len(val)
+        arrays = urban.prepare(files, (size, 2 * size), Path(cache_dir) / 'prepared')
+        return SegmentationSet(name=name, images=arrays['images'], masks=arrays['labels'],
+                               depth=arrays.get('dada_depth'), data_source='real',
+                               test_index=np.arange(len(files) - test, len(files)) if test else None,
+                               description=f'{len(files)} images of {root}' + (f' ({test} of val)' if test else '')
+                               + f', resized to {size}x{2 * size} and memory-mapped')
+    load.__doc__ = (f'Real {name} from <data_root>/{folder}/, resized to size x 2 size once and memory-mapped '
+                    f'from <cache_dir>/prepared/ (datasets/urban.py)')
     return load
 
 
@@ -60,38 +69,37 @@ def _rendered(path: Path, what: str, render) -> dict:
     return arrays
 
 
-def _synthetic_urban_loader(domain: str):
-    def load(size: int, count: int | None = None, seed: int = 0, data_root=None, cache_dir='data/synthetic'):
-        count = synthetic_urban.DOMAINS[domain]['default_count'] if count is None else count
-        version = synthetic_urban.URBAN_RENDERER_VERSION
-        arrays = _rendered(Path(cache_dir) / f'{domain}_n{count}_s{size}_seed{seed}_v{version}.npz',
-                           f'{count} {domain} images at {size}x{2 * size}',
-                           lambda: synthetic_urban.generate(domain, count, size, 2 * size, seed))
-        return SegmentationSet(name=domain, images=arrays['images'], masks=arrays['labels'], depth=arrays['depth'],
-                               data_source='synthetic', description=f'procedural urban twin, renderer v{version}, seed {seed}')
-    load.__doc__ = f'Synthetic {domain}: ``size`` rows by 2 x ``size`` columns (Cityscapes\' aspect), cached.'
-    return load
+#: Per kind of twin: its renderer module, the array holding its labels, its width for a size, and
+#: how to render ``count`` images of a domain at a size.
+_TWIN_KINDS = {
+    'skin': (synthetic, 'masks', lambda size: size, synthetic.generate),
+    'urban': (synthetic_urban, 'labels', lambda size: 2 * size,
+              lambda domain, count, size, seed: synthetic_urban.generate(domain, count, size, 2 * size, seed)),
+}
 
 
-def _synthetic_loader(domain: str):
+def _synthetic_loader(domain: str, kind: str):
+    module, labels, width, render = _TWIN_KINDS[kind]
+
     def load(size: int, count: int | None = None, seed: int = 0, data_root=None, cache_dir='data/synthetic'):
-        count = synthetic.DOMAINS[domain]['default_count'] if count is None else count
-        version = synthetic.RENDERER_VERSION
+        count = module.DOMAINS[domain]['default_count'] if count is None else count
+        version = module.RENDERER_VERSION
         arrays = _rendered(Path(cache_dir) / f'{domain}_n{count}_s{size}_seed{seed}_v{version}.npz',
-                           f'{count} {domain} images at {size}x{size}',
-                           lambda: synthetic.generate(domain, count, size, seed))
-        return SegmentationSet(name=domain, images=arrays['images'], masks=arrays['masks'],
+                           f'{count} {domain} images at {size}x{width(size)}',
+                           lambda: render(domain, count, size, seed))
+        return SegmentationSet(name=domain, images=arrays['images'], masks=arrays[labels],
                                depth=arrays['depth'].astype(np.float32), data_source='synthetic',
-                               description=f'procedural twin, renderer v{version}, seed {seed}')
-    load.__doc__ = f'Synthetic {domain}, rendered once and cached under cache_dir.'
+                               description=f'procedural {"urban " if kind == "urban" else ""}twin, '
+                                           f'renderer v{version}, seed {seed}')
+    load.__doc__ = f'Synthetic {domain} ({kind} twin), rendered once at size x {width(1)} size and cached.'
     return load
 
 
 for _name, (_folder, _band, _twin) in DOMAINS.items():
-    urban = _name in URBAN
-    DATASETS.register_module(name=_name, module=_real_urban_loader(_name, _folder) if urban
+    _urban = _name in URBAN
+    DATASETS.register_module(name=_name, module=_real_urban_loader(_name, _folder) if _urban
                              else _real_loader(_name, _folder, _band))
-    DATASETS.register_module(name=_twin, module=(_synthetic_urban_loader if urban else _synthetic_loader)(_twin))
+    DATASETS.register_module(name=_twin, module=_synthetic_loader(_twin, 'urban' if _urban else 'skin'))
 
 
 def resolve(name: str, data_root) -> tuple[str, str]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-URBAN_RENDERER_VERSION = 1
+RENDERER_VERSION = 1
 DOMAINS = {'synth_synthia': dict(code=51, default_count=9400), 'synth_cityscapes': dict(code=67, default_count=2975)}
 IGNORE = 255
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, SKY, PERSON, RIDER, CAR, BUS, MOTORCYCLE, BICYCLE = (

@@ -1,24 +1,30 @@
-"""SYNTHIA-RAND-CITYSCAPES and Cityscapes on disk: file lists, label-id maps, per-batch reading
-(the urban path of seed 002 Table 3; layouts in datasets/README.md).
+"""SYNTHIA-RAND-CITYSCAPES and Cityscapes on disk: file lists, label-id maps and the prepared
+(resized, memory-mapped) arrays the runner trains on (the urban path of seed 002 Table 3; layouts in
+datasets/README.md).
 
 The real sets are thousands of 1280x760 / 2048x1024 images, so nothing here holds a set in memory:
-``UrbanFiles`` is a list of (image, label, depth) paths and ``read_batch`` decodes, resizes and maps
-only the images of one batch. Labels are the 19 Cityscapes train ids with 255 as ignore (the
-DAFormer convention; mIoU-16 and mIoU-13 are subsets of them, ``evaluation``), mapped at the loader:
+``UrbanFiles`` is a list of (image, label, depth) paths; ``prepare`` decodes one file at a time,
+resizes it to the profile's size and writes it into memory-mapped arrays on disk, once per file
+list and size (``prepared_key``: paths, sizes and modification times), so a later run reads them
+back page by page. Labels are the 19 Cityscapes train ids with 255 as ignore (the DAFormer
+convention; mIoU-16 and mIoU-13 are subsets of them, ``evaluation``), mapped at the loader:
 
 * SYNTHIA ``GT/LABELS/*.png`` are 16-bit 3-channel PNGs whose class id is the red channel (read
   unchanged: an 8-bit reader such as Pillow's would truncate them); DADA's prepared
   ``parsed_LABELS/*.png`` hold the SYNTHIA id in one channel. Ids map by ``SYNTHIA_TO_TRAIN``.
 * Cityscapes ``*_gtFine_labelTrainIds.png`` (made by cityscapesscripts) are read as they are,
   else ``*_gtFine_labelIds.png`` (34 ids) map by ``CITYSCAPES_TO_TRAIN``.
-* SYNTHIA ``Depth/Depth/*.png`` (or DADA's ``Depth/*.png``) are 16-bit depth, returned raw as float32
-  and, by ``inverse_depth``, as DADA's 65536 / (d + 1).
+* SYNTHIA ``Depth/Depth/*.png`` (or DADA's ``Depth/*.png``) are 16-bit depth d, stored as
+  ``dada_depth`` (d + 1) / 65536, whose reciprocal is DADA's inverse-depth target 65536 / (d + 1)
+  (``inverse_depth``), so the suite's DADA, which regresses 1 / depth, regresses exactly that.
 
 Images and depth resize bilinearly / by nearest neighbour, labels by nearest neighbour.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -61,6 +67,21 @@ class UrbanFiles:
     def __len__(self) -> int:
         return len(self.images)
 
+    def head(self, count: int | None) -> 'UrbanFiles':
+        """The first ``count`` files (all for None)."""
+        if count is None or count >= len(self):
+            return self
+        return replace(self, images=self.images[:count], labels=self.labels[:count],
+                       depth=None if self.depth is None else self.depth[:count])
+
+    def __add__(self, other: 'UrbanFiles') -> 'UrbanFiles':
+        """The files of both sets, in order (e.g. Cityscapes train then val)."""
+        if other.label_kind != self.label_kind or (other.depth is None) != (self.depth is None):
+            raise ValueError(f'{self.name} and {other.name} differ in label kind ({self.label_kind} vs '
+                             f'{other.label_kind}) or in having depth: make their labels the same way')
+        return UrbanFiles(f'{self.name}+{other.name}', self.images + other.images, self.labels + other.labels,
+                          self.label_kind, None if self.depth is None else self.depth + other.depth)
+
 
 def _read(path: Path, flags: int) -> np.ndarray:
     array = cv2.imread(str(path), flags)
@@ -100,26 +121,64 @@ def inverse_depth(depth: np.ndarray) -> np.ndarray:
     return 65536.0 / (depth + 1.0)
 
 
-def read_batch(files: UrbanFiles, indices, size: tuple[int, int]) -> dict:
-    """Images (B, 3, H, W) float32 in [-1, 1] (RGB), labels (B, H, W) uint8 train ids, and depth
-    (B, H, W) float32 when the set has it, for ``indices``, resized to ``size`` = (H, W)."""
+def read_example(files: UrbanFiles, i: int, size: tuple[int, int]) -> dict:
+    """File ``i`` resized to ``size`` = (H, W): image (H, W, 3) uint8 RGB, label (H, W) uint8 train
+    ids and, when the set has depth, the raw 16-bit depth (H, W) as float32."""
     h, w = size
-    images, labels, depth = [], [], []
-    for i in indices:
-        image = cv2.cvtColor(_read(files.images[i], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        label = read_label(files.labels[i], files.label_kind)
-        if image.shape[:2] != label.shape:
-            raise ValueError(f'label {files.labels[i]} is {label.shape[1]}x{label.shape[0]} but image '
-                             f'{files.images[i]} is {image.shape[1]}x{image.shape[0]}')
-        images.append(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR))
-        labels.append(cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST))
-        if files.depth is not None:
-            depth.append(cv2.resize(read_depth(files.depth[i]), (w, h), interpolation=cv2.INTER_NEAREST))
-    out = {'images': (np.stack(images).astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2),
-           'labels': np.stack(labels)}
+    image = cv2.cvtColor(_read(files.images[i], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    label = read_label(files.labels[i], files.label_kind)
+    if image.shape[:2] != label.shape:
+        raise ValueError(f'label {files.labels[i]} is {label.shape[1]}x{label.shape[0]} but image '
+                         f'{files.images[i]} is {image.shape[1]}x{image.shape[0]}')
+    out = {'image': cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR),
+           'label': cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)}
     if files.depth is not None:
-        out['depth'] = np.stack(depth)
+        out['depth'] = cv2.resize(read_depth(files.depth[i]), (w, h), interpolation=cv2.INTER_NEAREST)
     return out
+
+
+#: Bump when ``read_example`` or ``prepare`` change what they write: prepared arrays are then re-made.
+PREPARED_VERSION = 1
+
+
+def prepared_key(files: UrbanFiles, size: tuple[int, int]) -> str:
+    """What a prepared copy depends on: every file's path, size and modification time, the size and
+    ``PREPARED_VERSION`` (a replaced or touched file re-prepares the set)."""
+    digest = hashlib.sha256(f'{files.label_kind}{size}{PREPARED_VERSION}'.encode())
+    for paths in (files.images, files.labels, files.depth or ()):
+        for path in paths:
+            stat = Path(path).stat()
+            digest.update(f'{path}|{stat.st_size}|{stat.st_mtime_ns}\n'.encode())
+    return digest.hexdigest()[:16]
+
+
+def prepare(files: UrbanFiles, size: tuple[int, int], cache_dir) -> dict[str, np.ndarray]:
+    """``images`` (N, H, W, 3) uint8, ``labels`` (N, H, W) uint8 and, with depth, ``dada_depth`` (N, H, W)
+    float32, memory-mapped read-only from ``<cache_dir>/<name>_<H>x<W>_<prepared_key>/``; made on the
+    first call one file at a time (a partial copy is never used: it is built in a temporary folder and
+    renamed when complete)."""
+    h, w = size
+    folder = Path(cache_dir) / f'{files.name}_{h}x{w}_{prepared_key(files, size)}'
+    names = ['images', 'labels'] + (['dada_depth'] if files.depth is not None else [])
+    if not folder.is_dir():
+        partial = folder.with_name(folder.name + '.partial')
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        n = len(files)
+        arrays = {'images': np.lib.format.open_memmap(partial / 'images.npy', 'w+', np.uint8, (n, h, w, 3)),
+                  'labels': np.lib.format.open_memmap(partial / 'labels.npy', 'w+', np.uint8, (n, h, w))}
+        if files.depth is not None:
+            arrays['dada_depth'] = np.lib.format.open_memmap(partial / 'dada_depth.npy', 'w+', np.float32, (n, h, w))
+        for i in range(n):
+            example = read_example(files, i, size)
+            arrays['images'][i], arrays['labels'][i] = example['image'], example['label']
+            if files.depth is not None:
+                arrays['dada_depth'][i] = 1.0 / inverse_depth(example['depth'])
+        for array in arrays.values():
+            array.flush()
+        del arrays
+        partial.rename(folder)
+    return {name: np.load(folder / f'{name}.npy', mmap_mode='r') for name in names}
 
 
 def _pngs(folder: Path) -> dict[str, Path]:

@@ -2,10 +2,12 @@
 predictions and scores, the twins as registered domains, and what is refused."""
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
+from urban_layouts import write_cityscapes, write_synthia
 
 from udabench.datasets.base import SegmentationSet
 from udabench.methods.losses import class_probabilities, cross_entropy_loss
@@ -87,14 +89,68 @@ def test_source_only_on_the_urban_twins_end_to_end(tmp_path):
     assert record['config']['seg_recipe']['loss'] == 'focal' and record['seg_loss'] == 'cross_entropy'
 
 
+def test_urban_methods_adapt_on_the_training_split_only_skin_on_the_whole_target(tmp_path):
+    """The held-out urban split (Cityscapes val) must never reach training, labelled or not; skin
+    adapts on the whole target as seed 002 (its Table 2 is transductive)."""
+    from udabench.runner import prepare
+    p = prepare(_spec(tmp_path, 'advent'))
+    train_idx = np.setdiff1d(np.arange(len(p.target)), p.test_idx)
+    assert np.array_equal(p.ctx.target_images, p.target.subset(train_idx).normalised_images())
+    skin = prepare(RunSpec(method='advent', target='hand', profile='smoke', data_root=str(tmp_path / 'data'),
+                           results_dir=str(tmp_path / 'runs'), work_dir=str(tmp_path / 'work'),
+                           synthetic_cache=str(tmp_path / 'synth'), progress=False))
+    assert np.array_equal(skin.ctx.target_images, skin.target.normalised_images())
+
+
 def test_methods_not_built_for_the_urban_task_are_refused(tmp_path):
     with pytest.raises(ValueError, match='--method glss_gan is built for the skin task, not urban'):
         validate(_spec(tmp_path, 'glss_gan'))
 
 
-def test_a_real_urban_folder_is_refused_naming_it(tmp_path):
+def _real_urban_folders(data):
+    """SYNTHIA (5 images, road over sky, depth 999) and Cityscapes (4 train, 3 val) in their layouts."""
+    ids = np.full((8, 16), 1, np.uint16)                     # SYNTHIA sky
+    ids[4:] = 3                                              # road
+    for i in range(5):
+        write_synthia(data / 'synthia', ids, name=f'{i:07d}', red=40 * i, depth=999)
+    city = np.where(ids == 3, 7, 23).astype(np.uint8)        # Cityscapes labelIds: road 7, sky 23
+    for split, n in (('train', 4), ('val', 3)):
+        for i in range(n):
+            write_cityscapes(data / 'cityscapes', split, f'{i:06d}_000019', city, value=30 * i)
+
+
+def test_the_real_urban_sets_are_prepared_once_memory_mapped_and_tested_on_val(tmp_path):
+    from udabench.runner import prepare
+    _real_urban_folders(tmp_path / 'data')
+    p = prepare(_spec(tmp_path, 'advent'))
+    source, target = p.source, p.target
+    assert (source.data_source, target.data_source) == ('real', 'real') and p.data_source == 'real'
+    assert isinstance(target.images, np.memmap) and target.images.shape == (7, 32, 64, 3)   # smoke: 32 x 64
+    assert np.array_equal(p.test_idx, [4, 5, 6])             # val is the test split; train the first four
+    assert len(p.ctx.target_images) == 4                     # adaptation never sees val
+    assert set(np.unique(source.masks)) == {0, 10} and set(np.unique(target.masks)) == {0, 10}   # road, sky
+    assert np.allclose(1 / source.depth, 65536 / 1000)       # DADA's inverse-depth target
+    prepared = sorted((tmp_path / 'synth' / 'prepared').iterdir())
+    assert len(prepared) == 2 and not any(d.name.endswith('.partial') for d in prepared)
+    stamp = [d.stat().st_mtime_ns for d in prepared]
+    prepare(_spec(tmp_path, 'advent'))                       # read back, not made again
+    assert [d.stat().st_mtime_ns for d in sorted((tmp_path / 'synth' / 'prepared').iterdir())] == stamp
+    os.utime(tmp_path / 'data' / 'synthia' / 'RGB' / '0000000.png', ns=(1, 1))   # a changed file re-prepares
+    prepare(_spec(tmp_path, 'advent'))
+    assert len(list((tmp_path / 'synth' / 'prepared').iterdir())) == 3
+
+
+def test_source_only_runs_on_the_real_urban_layouts(tmp_path):
+    _real_urban_folders(tmp_path / 'data')
+    record = _strict_json(run(_spec(tmp_path, 'source_only')))
+    assert record['data_source'] == 'real' and record['data']['target']['test_images'] == 3
+    assert record['data']['target']['name'] == 'cityscapes' and 'of val' in record['data']['target']['detail']
+    assert 0 <= record['metrics']['target_test']['miou16'] <= 1
+
+
+def test_a_bad_real_urban_layout_is_named(tmp_path):
     (tmp_path / 'data' / 'synthia').mkdir(parents=True)
-    with pytest.raises(NotImplementedError, match=r'real synthia found under .*synthia.*synth_synthia'):
+    with pytest.raises(FileNotFoundError, match=r'synthia/RGB does not exist; expected SYNTHIA-RAND-CITYSCAPES'):
         run(_spec(tmp_path, 'source_only'))
 
 

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
                         help='extra sbatch parameters in submitit names (partition=..., array_parallelism=..., mem_gb=...)')
     parser.add_argument('--no-wait', action='store_true', help='slurm: submit the array and exit (render tables later)')
     parser.add_argument('--data-root', default='data/real')
-    parser.add_argument('--synthetic-cache', default='data/synthetic', help='where the synthetic twins are kept')
+    parser.add_argument('--synthetic-cache', default='data/synthetic', help='where the synthetic twins and the prepared real urban sets are kept')
     parser.add_argument('--results-dir', default='results/runs')
     parser.add_argument('--work-dir', default='work_dirs', help='checkpoints, caches and submitit logs')
     parser.add_argument('--tables', default='results/tables', help='where the tables are rendered')
