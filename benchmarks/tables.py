@@ -13,6 +13,7 @@ each method's paired difference to Source Only (and to its fine-tuning control, 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections import defaultdict
 
@@ -94,8 +95,13 @@ def paired_delta(runs: list[dict], reference: list[dict], split: str = 'target_a
     in both.
     """
     ref = {r['seed']: r['metrics'][split][metric] for r in reference if split in r['metrics']}
-    diffs = [r['metrics'][split][metric] - ref[r['seed']] for r in sorted(runs, key=lambda r: r['seed'])
-             if split in r['metrics'] and r['seed'] in ref]
+    return t_interval([r['metrics'][split][metric] - ref[r['seed']] for r in sorted(runs, key=lambda r: r['seed'])
+                       if split in r['metrics'] and r['seed'] in ref])
+
+
+def t_interval(diffs: list[float]) -> dict | None:
+    """``dict(n, mean, low, high)``: the mean of paired differences with its 95 % Student-t interval
+    (``low``/``high`` None when n < 2); None without differences."""
     if not diffs:
         return None
     n, mean = len(diffs), float(np.mean(diffs))
@@ -296,20 +302,60 @@ ABLATION_KEYS = (('Edge', 'method.vae.edge_skip'), ('L_p', 'method.perceptual'),
                  ('LS', 'method.latent_search.enabled'))
 
 
+ABLATION_FULL = (True, True, True)
+
+
+def _ablation_runs(records: list[dict], target: str, point: tuple) -> list[dict]:
+    """The DeepLabv3+ ``glss_ablation`` runs on ``target`` at ``point`` = (edge, L_p, LS)."""
+    return [r for r in records if r['method'] == 'glss_ablation' and r['net'] == 'deeplabv3plus'
+            and _target_key(r) == target and all(r['overrides'].get(k) == on for (_, k), on in zip(ABLATION_KEYS, point))]
+
+
 def table4(records: list[dict]) -> pd.DataFrame:
-    """Seed 002 Table 4: GLSS ablation (edge skip, L_p, latent search), DeepLabv3+, target IoU."""
+    """Seed 002 Table 4: GLSS ablation (edge skip, L_p, latent search), DeepLabv3+, target IoU; beside
+    each reduced model its paired difference to the full one (same seed, 95 % t interval)."""
     rows = []
-    for edge in (False, True):
-        for lp in (False, True):
-            for ls in (False, True):
-                row = {name: 'x' if on else '' for (name, _), on in zip(ABLATION_KEYS, (edge, lp, ls))}
-                for target, title in TARGET_NAMES.items():
-                    cell = [r for r in records if r['method'] == 'glss_ablation' and r['net'] == 'deeplabv3plus'
-                            and _target_key(r) == target
-                            and all(r['overrides'].get(k) == on for (_, k), on in zip(ABLATION_KEYS, (edge, lp, ls)))]
-                    row[f'{title} IoU'] = _cell(_values(cell, 'target_all', 'iou'))
-                rows.append(row)
+    for point in itertools.product((False, True), repeat=3):
+        row = {name: 'x' if on else '' for (name, _), on in zip(ABLATION_KEYS, point)}
+        for target, title in TARGET_NAMES.items():
+            cell = _ablation_runs(records, target, point)
+            row[f'{title} IoU'] = _cell(_values(cell, 'target_all', 'iou'))
+            full = _ablation_runs(records, target, ABLATION_FULL)
+            row[f'{title} − full'] = ('' if point == ABLATION_FULL
+                                      else _delta_cell(paired_delta(cell, full) if cell and full else None))
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+LS_LOSSES = ('ssim', 'mse', 'mae')
+
+
+def fig5_table(records: list[dict]) -> pd.DataFrame:
+    """Seed 002 Fig. 5 as numbers: per target and latent-search iteration, the target IoU of each LS
+    objective (DeepLabv3+, mean ± std over seeds) and the paired differences SSIM − MSE and SSIM − MAE
+    (same seed, so the same VAE and segmentation network; 95 % t intervals)."""
+    runs = [r for r in records if r['method'] == 'glss_ls_study' and r['net'] == 'deeplabv3plus']
+    rows = defaultdict(dict)
+    for target, title in TARGET_NAMES.items():
+        cells = {loss: [r for r in runs if _target_key(r) == target
+                        and r['config']['method']['latent_search']['loss'] == loss] for loss in LS_LOSSES}
+        for cell in cells.values():
+            check_one_version(cell)
+        for step in sorted({step for cell in cells.values() for r in cell for step in r['metrics'].get('trace', {})}):
+            iou = {loss: {r['seed']: r['metrics']['trace'][step]['iou'] for r in cell
+                          if step in r['metrics'].get('trace', {})} for loss, cell in cells.items()}
+            row = rows[int(step.split('_')[1])]
+            for loss in LS_LOSSES:
+                row[(title, loss.upper())] = _cell([iou[loss][seed] for seed in sorted(iou[loss])])
+            for other in LS_LOSSES[1:]:
+                seeds = sorted(set(iou['ssim']) & set(iou[other]))
+                row[(title, f'SSIM − {other.upper()}')] = _delta_cell(
+                    t_interval([iou['ssim'][seed] - iou[other][seed] for seed in seeds]))
+    frame = pd.DataFrame.from_dict(rows, orient='index').sort_index()
+    if not frame.empty:
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+        frame.index.name = 'LS iteration'
+    return frame.fillna(MISSING)
 
 
 def ls_curves(records: list[dict]) -> pd.DataFrame:
@@ -495,7 +541,12 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
             'table2_deltas': (deltas, 'Table 2, paired differences: target IoU of each method minus Source Only '
                               '(and minus its fine-tuning control) on the same seed, with 95 % Student-t '
                               f'intervals over seeds ({where})', delta_notes),
-            'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU, {stat} ({where})', []),
+            'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU, {stat}, and each reduced '
+                       f'model minus the full one on the same seed with 95 % Student-t intervals ({where})',
+                       ['* where the interval excludes 0.']),
+            'fig5': (fig5_table(records), 'Fig. 5 as numbers: target IoU every 10 latent-search iterations per '
+                     f'objective (DeepLabv3+), {stat}, and SSIM minus MSE / MAE on the same seed with 95 % '
+                     f'Student-t intervals ({where})', ['* where the interval excludes 0.']),
             'target_fraction': (fraction_table(records), 'Supplement Table 1: target IoU vs fraction of target data '
                                 f'used in training, {stat} ({where})',
                                 [f'{FRACTION_REFERENCE}: the untagged Table 2 run of the same default configuration, '

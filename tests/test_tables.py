@@ -1,5 +1,6 @@
 """Table specs on hand-made result records: each value lands in its cell, missing ones stay missing."""
-from udabench.tables import FRACTION_REFERENCE, MISSING, fraction_table, render, seed_table, table2, table4
+from udabench.tables import (FRACTION_REFERENCE, MISSING, fig5_table, fraction_table, render, seed_table, table2, table4,
+                             t_interval)
 
 
 def record(method, target, iou, net='deeplabv3plus', seed=0, study='main', overrides=None, method_cfg=None):
@@ -16,6 +17,40 @@ def test_table4_puts_each_ablation_point_in_its_row():
     assert full['Hand Gesture IoU'] == '0.700 (n=1)' and full['SNV IoU'] == MISSING
     assert frame[(frame.Edge == 'x') & (frame.L_p == 'x') & (frame.LS == '')].iloc[0]['SNV IoU'] == '0.400 (n=1)'
     assert len(frame) == 8
+
+
+def test_table4_pairs_each_reduced_model_with_the_full_one_of_the_same_seed():
+    on = {'method.vae.edge_skip': True, 'method.perceptual': True, 'method.latent_search.enabled': True}
+    no_edge = {**on, 'method.vae.edge_skip': False}
+    runs = [record('glss_ablation', 'hand', iou, seed=seed, study='ablation', overrides=point)
+            for point, ious in ((on, (0.70, 0.50, 0.60)), (no_edge, (0.60, 0.45, 0.40))) for seed, iou in enumerate(ious)]
+    frame = table4(runs)
+    row = frame[(frame.Edge == '') & (frame.L_p == 'x') & (frame.LS == 'x')].iloc[0]
+    expected = t_interval([-0.10, -0.05, -0.20])                       # per seed: no edge − full
+    assert row['Hand Gesture − full'] == f"{expected['mean']:+.3f} [{expected['low']:+.3f}, {expected['high']:+.3f}]"
+    assert abs(expected['mean'] + 0.35 / 3) < 1e-12
+    assert frame[(frame.Edge == 'x') & (frame.L_p == 'x') & (frame.LS == 'x')].iloc[0]['Hand Gesture − full'] == ''
+    assert row['SNV − full'] == MISSING
+
+
+def _ls_record(loss, seed, ious):
+    r = record('glss_ls_study', 'snv', ious[-1], seed=seed, study='ls_iterations',
+               method_cfg={'latent_search': {'loss': loss}})
+    r['metrics']['trace'] = {f'ls_{10 * i:04d}': {'iou': v, 'dice': v} for i, v in enumerate(ious)}
+    return r
+
+
+def test_fig5_table_gives_each_objective_per_iteration_and_ssim_minus_the_others():
+    runs = [_ls_record('ssim', 0, (0.3, 0.5)), _ls_record('ssim', 1, (0.2, 0.4)),
+            _ls_record('mse', 0, (0.3, 0.45)), _ls_record('mse', 1, (0.2, 0.30)), _ls_record('mae', 0, (0.3, 0.6))]
+    frame = fig5_table(runs)
+    assert list(frame.index) == [0, 10]
+    assert frame.loc[10, ('SNV', 'SSIM')] == '0.450 ± 0.071 (n=2)' and frame.loc[10, ('SNV', 'MAE')] == '0.600 (n=1)'
+    d = t_interval([0.05, 0.10])                                       # seeds 0, 1 at iteration 10
+    assert frame.loc[10, ('SNV', 'SSIM − MSE')] == f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (n=2)"
+    assert frame.loc[10, ('SNV', 'SSIM − MAE')] == '-0.100 (n=1)'      # only seed 0 has both
+    assert frame.loc[0, ('SNV', 'SSIM − MSE')].startswith('+0.000')
+    assert fig5_table([]).empty
 
 
 def test_fraction_table_rows_per_fraction():
