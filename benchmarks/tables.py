@@ -458,6 +458,11 @@ def gan_vs_vae_table(records: list[dict]) -> pd.DataFrame:
             per_seed = {r['seed']: r['frechet_distance']['value'] for r in runs if 'frechet_distance' in r}
             row['Fréchet distance to source'] = _cell([per_seed[s] for s in sorted(per_seed)])
             rows[(NET_NAMES.get(net, net), label)] = row
+        (gan, _), (vae, _) = GAN_VS_VAE
+        rows[(NET_NAMES.get(net, net), 'GAN − VAE (paired, 95 % t)')] = {
+            f'{title} IoU': _delta_cell(paired_delta(*([r for r in main if r['method'] == m and r['net'] == net
+                                                          and _target_key(r) == target] for m in (gan, vae))))
+            for target, title in TARGET_NAMES.items()} | {'Fréchet distance to source': ''}
     frame = pd.DataFrame.from_dict(rows, orient='index')
     if not frame.empty:
         frame.index = pd.MultiIndex.from_tuples(frame.index, names=['net', 'generative model'])

@@ -23,6 +23,7 @@ Images and depth resize bilinearly / by nearest neighbour, labels by nearest nei
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -155,13 +156,14 @@ def prepared_key(files: UrbanFiles, size: tuple[int, int]) -> str:
 def prepare(files: UrbanFiles, size: tuple[int, int], cache_dir) -> dict[str, np.ndarray]:
     """``images`` (N, H, W, 3) uint8, ``labels`` (N, H, W) uint8 and, with depth, ``dada_depth`` (N, H, W)
     float32, memory-mapped read-only from ``<cache_dir>/<name>_<H>x<W>_<prepared_key>/``; made on the
-    first call one file at a time (a partial copy is never used: it is built in a temporary folder and
-    renamed when complete)."""
+    first call one file at a time (a partial copy is never used: it is built in a folder of this
+    process's own and renamed when complete; when another process has finished first, its copy is
+    kept and this one dropped, so runs started together never write over each other)."""
     h, w = size
     folder = Path(cache_dir) / f'{files.name}_{h}x{w}_{prepared_key(files, size)}'
     names = ['images', 'labels'] + (['dada_depth'] if files.depth is not None else [])
     if not folder.is_dir():
-        partial = folder.with_name(folder.name + '.partial')
+        partial = folder.with_name(f'{folder.name}.partial-{os.getpid()}')
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         n = len(files)
@@ -177,7 +179,12 @@ def prepare(files: UrbanFiles, size: tuple[int, int], cache_dir) -> dict[str, np
         for array in arrays.values():
             array.flush()
         del arrays
-        partial.rename(folder)
+        try:
+            partial.rename(folder)
+        except OSError:                # another process made the same copy meanwhile: keep that one
+            if not folder.is_dir():
+                raise
+            shutil.rmtree(partial)
     return {name: np.load(folder / f'{name}.npy', mmap_mode='r') for name in names}
 
 

@@ -169,8 +169,10 @@ def test_gan_vs_vae_table_from_records():
         _record('glss', 'synth_snv', 0.50, 50.0),
         _record('glss', 'synth_snv', 0.90, 10.0, tag='r4'),                 # a tagged variant is not Table 2's
         _record('glss', 'synth_hand', 0.70, 50.0, net='unet')])            # no glss_gan run on UNet: no block
-    assert list(frame.index) == [('DeepLabv3+', 'GAN (glss_gan)'), ('DeepLabv3+', 'VAE (glss)')]
-    gan, vae = frame.iloc[0], frame.iloc[1]
+    assert list(frame.index) == [('DeepLabv3+', 'GAN (glss_gan)'), ('DeepLabv3+', 'VAE (glss)'),
+                                 ('DeepLabv3+', 'GAN − VAE (paired, 95 % t)')]
+    gan, vae, delta = frame.iloc[0], frame.iloc[1], frame.iloc[2]
+    assert delta['SNV IoU'] == '-0.200 (n=1)' and delta['Hand Gesture IoU'] == MISSING   # seed 0 of SNV only
     assert gan['SNV IoU'] == '0.300 (n=1)' and gan['Hand Gesture IoU'] == f'0.300 ± {0.1 * math.sqrt(2):.3f} (n=2)'
     assert gan['Fréchet distance to source'] == f'50.000 ± {10 * math.sqrt(2):.3f} (n=2)'   # one value per seed
     assert vae['SNV IoU'] == '0.500 (n=1)' and vae['Hand Gesture IoU'] == MISSING

@@ -140,6 +140,28 @@ def test_the_real_urban_sets_are_prepared_once_memory_mapped_and_tested_on_val(t
     assert len(list((tmp_path / 'synth' / 'prepared').iterdir())) == 3
 
 
+def test_two_processes_preparing_one_set_at_once_do_not_write_over_each_other(tmp_path, monkeypatch):
+    """Another run finishes the same prepared copy while this one is writing its own: this one's is
+    dropped and the finished copy read, with no partial folder left behind."""
+    from udabench.datasets import urban
+    _real_urban_folders(tmp_path / 'data')
+    files, cache = urban.synthia_files(tmp_path / 'data' / 'synthia'), tmp_path / 'prepared'
+    read, raced = urban.read_example, []
+
+    def read_while_another_finishes(files_, i, size):
+        if not raced:
+            raced.append(True)
+            monkeypatch.setattr(urban.os, 'getpid', lambda: 999999)     # the other process
+            urban.prepare(files_, size, cache)
+            monkeypatch.undo()
+            monkeypatch.setattr(urban, 'read_example', read_while_another_finishes)
+        return read(files_, i, size)
+    monkeypatch.setattr(urban, 'read_example', read_while_another_finishes)
+    arrays = urban.prepare(files, (8, 16), cache)
+    assert raced and arrays['images'].shape == (5, 8, 16, 3)
+    assert [d.name.split('_')[-1] for d in cache.iterdir()] == [urban.prepared_key(files, (8, 16))]
+
+
 def test_source_only_runs_on_the_real_urban_layouts(tmp_path):
     _real_urban_folders(tmp_path / 'data')
     record = _strict_json(run(_spec(tmp_path, 'source_only')))
