@@ -26,10 +26,11 @@ URBAN_TARGET = 'cityscapes'
 NET_NAMES = {'unet': 'UNet', 'deeplabv3plus': 'DeepLabv3+', 'fpn': 'FPN', 'linknet': 'Linknet', 'pspnet': 'PSPNet'}
 METHOD_NAMES = {'source_only': 'Source Only', 'adaptsegnet': 'AdaptSegNet', 'advent': 'AdvEnt',
                 'minent': 'MinEnt', 'clan': 'CLAN', 'bdl': 'BDL', 'dise': 'DISE', 'dada': 'DADA',
-                'glss': 'GLSS', 'oracle': 'Oracle (supervised on target)',
+                'glss': 'GLSS', 'cosine_similarity': 'Cosine similarity (Chung 2022)',
+                'oracle': 'Oracle (supervised on target)',
                 'unsup_backprop': 'Kanezaki clusters (label-free refinement of Source Only)'}
 TABLE2_METHODS = ('source_only', 'adaptsegnet', 'advent', 'minent', 'clan', 'bdl', 'dise', 'dada', 'glss',
-                  'unsup_backprop')
+                  'cosine_similarity', 'unsup_backprop')
 MISSING = '–'
 FAILED = 'failed'
 SIGNIFICANT = '*'

@@ -42,7 +42,7 @@ import torch.nn as nn
 from udabench.engine import batch_indices, build_optimizer
 
 from .base import (DeviceArrays, FitContext, UDAMethod, check_target_fraction, segmentation_targets, source_network,
-                   target_fraction_indices)
+                   target_fraction_indices, to_tensor)
 from .discriminator import SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce
 from .losses import segmentation_loss
 from .networks import SegmentationNet
@@ -71,6 +71,25 @@ def summarise_diagnostics(logs: list[dict]) -> dict:
         elif key.startswith('grad_ratio'):
             out[key] = {'mean': float(values.mean()), 'median': float(np.median(values)), 'measured': len(values)}
     return out
+
+
+def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
+    """BDL's SSL labels (N, H, W) from skin probabilities (N, H, W) or class probabilities
+    (N, C, H, W): the predicted class where its confidence reaches the class's threshold, -1
+    (ignore) elsewhere. Binary: the prediction is p > 0.5 (p = 0.5 exactly goes to the background)."""
+    if probs.ndim != 4:
+        pred = (probs > 0.5).astype(np.int64)
+        conf, classes = np.where(pred == 1, probs, 1 - probs), (0, 1)
+    else:
+        pred, conf, classes = probs.argmax(1), probs.max(1), range(probs.shape[1])
+    labels = np.full(pred.shape, -1.0, np.float32)
+    for cls in classes:
+        chosen = pred == cls
+        if chosen.any():
+            ranked = np.sort(conf[chosen])
+            threshold = min(float(ranked[int(np.round(len(ranked) * 0.5))]), cap)   # < n for every n >= 1
+            labels[chosen & (conf >= threshold)] = cls
+    return labels
 
 
 class TargetAdaptation(UDAMethod):
@@ -138,7 +157,7 @@ class TargetAdaptation(UDAMethod):
         return self.discriminators[name](inputs)
 
     def target_loss(self, out: dict, batch: dict, iteration: int) -> dict:
-        """Other losses on the target outputs (MinEnt's entropy; BDL's pseudo-labels ``batch['yt']``)."""
+        """Other losses on the target outputs (MinEnt's entropy; the pseudo-labels ``batch['yt']`` of BDL and the cosine-similarity method)."""
         return {}
 
     def regulariser(self, iteration: int) -> dict:
@@ -198,7 +217,7 @@ class TargetAdaptation(UDAMethod):
     def adapt(self, ctx: FitContext, source_images: np.ndarray, stage: str,
               target_labels: np.ndarray | None = None) -> None:
         """One checkpointed adaptation stage on ``source_images`` (BDL passes translated ones) and
-        the target images; ``target_labels`` are pseudo-labels (-1 = ignore) for BDL's SSL."""
+        the target images; ``target_labels`` are pseudo-labels (-1 = ignore) for self-training (BDL, cosine similarity)."""
         seg_opt = build_optimizer(self.segmentation_param_groups(), self.optimizer)
         disc_opt = build_optimizer(self.discriminators.parameters(), self.disc_optimizer) if self.discriminators else None
         scheduled = [o for o in (seg_opt, disc_opt, *self.extra_optimizers.values()) if o is not None]
@@ -304,6 +323,20 @@ class TargetAdaptation(UDAMethod):
             disc_opt.step()
         seg_opt.step()
         return logs
+
+    def target_pseudo_labels(self, ctx: FitContext, cap: float = 0.9) -> np.ndarray:
+        """``pseudo_labels`` of the current network on the target images the stages train on (-1
+        elsewhere and where unsure): BDL's SSL labels, seed 003 §A's."""
+        keep = self.target_training_indices(ctx)
+        images = ctx.target_images
+        labels = np.full((len(images), *images.shape[2:]), -1.0, np.float32)
+        labels[keep] = pseudo_labels(self.predict_array(images[keep], ctx.device), cap)
+        return labels
+
+    @torch.no_grad()
+    def predict_array(self, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
+        return np.concatenate([self.predict(to_tensor(images[i:i + batch], device)).cpu().numpy()
+                               for i in range(0, len(images), batch)])
 
     def extra_results(self) -> dict:
         return {'adaptation_diagnostics': self.diagnostics} if self.diagnostics else {}

@@ -36,25 +36,6 @@ from .discriminator import two_class_probs
 from .translation import ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_loss
 
 
-def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
-    """BDL's SSL labels (N, H, W) from skin probabilities (N, H, W) or class probabilities
-    (N, C, H, W): the predicted class where its confidence reaches the class's threshold, -1
-    (ignore) elsewhere. Binary: the prediction is p > 0.5 (p = 0.5 exactly goes to the background)."""
-    if probs.ndim != 4:
-        pred = (probs > 0.5).astype(np.int64)
-        conf, classes = np.where(pred == 1, probs, 1 - probs), (0, 1)
-    else:
-        pred, conf, classes = probs.argmax(1), probs.max(1), range(probs.shape[1])
-    labels = np.full(pred.shape, -1.0, np.float32)
-    for cls in classes:
-        chosen = pred == cls
-        if chosen.any():
-            ranked = np.sort(conf[chosen])
-            threshold = min(float(ranked[int(np.round(len(ranked) * 0.5))]), cap)   # < n for every n >= 1
-            labels[chosen & (conf >= threshold)] = cls
-    return labels
-
-
 @METHODS.register_module(name='bdl')
 class BDL(TargetAdaptation):
     horizon_ratio = 250 / 120
@@ -91,20 +72,7 @@ class BDL(TargetAdaptation):
             translated = self.translate_source(ctx, source, f'translation_{k}')
             self.adapt(ctx, translated, f'adaptation_{k}', labels)
             if k + 1 < self.rounds:
-                labels = self.target_pseudo_labels(ctx)
-
-    def target_pseudo_labels(self, ctx: FitContext) -> np.ndarray:
-        """Pseudo-labels of the target images the stages train on (-1 elsewhere and where unsure)."""
-        keep = self.target_training_indices(ctx)
-        images = ctx.target_images
-        labels = np.full((len(images), *images.shape[2:]), -1.0, np.float32)
-        labels[keep] = pseudo_labels(self.predict_array(images[keep], ctx.device), self.ssl_cap)
-        return labels
-
-    @torch.no_grad()
-    def predict_array(self, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
-        return np.concatenate([self.predict(to_tensor(images[i:i + batch], device)).cpu().numpy()
-                               for i in range(0, len(images), batch)])
+                labels = self.target_pseudo_labels(ctx, self.ssl_cap)
 
     def translate_source(self, ctx: FitContext, source: np.ndarray, stage: str) -> np.ndarray:
         """Train the CycleGAN of this round with the current model's perceptual loss; translate S -> T."""

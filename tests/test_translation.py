@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from udabench.methods.bdl import pseudo_labels
+from udabench.methods.adaptation import pseudo_labels
 from udabench.methods.translation import PatchDiscriminator, ResnetGenerator, lsgan_loss
 
 
