@@ -27,10 +27,11 @@ NET_NAMES = {'unet': 'UNet', 'deeplabv3plus': 'DeepLabv3+', 'fpn': 'FPN', 'linkn
 METHOD_NAMES = {'source_only': 'Source Only', 'adaptsegnet': 'AdaptSegNet', 'advent': 'AdvEnt',
                 'minent': 'MinEnt', 'clan': 'CLAN', 'bdl': 'BDL', 'dise': 'DISE', 'dada': 'DADA',
                 'glss': 'GLSS', 'cosine_similarity': 'Cosine similarity (Chung 2022)',
+                'depth_distribution': 'Depth distribution (Wu 2022)',
                 'oracle': 'Oracle (supervised on target)',
                 'unsup_backprop': 'Kanezaki clusters (label-free refinement of Source Only)'}
 TABLE2_METHODS = ('source_only', 'adaptsegnet', 'advent', 'minent', 'clan', 'bdl', 'dise', 'dada', 'glss',
-                  'cosine_similarity', 'unsup_backprop')
+                  'cosine_similarity', 'depth_distribution', 'unsup_backprop')
 MISSING = '–'
 FAILED = 'failed'
 SIGNIFICANT = '*'
