@@ -37,6 +37,23 @@ def package_versions() -> dict:
     return out
 
 
+def machine() -> dict:
+    """The CPU a run's numbers were computed on. The same code, seed and thread count repeat bit for
+    bit on one kind of CPU, but the kernels PyTorch picks differ by instruction set (AVX2, AVX512),
+    so another CPU gives other rounding and, after many training steps, other numbers."""
+    import torch
+    model = next((line.split(':', 1)[1].strip() for line in _cpuinfo() if line.startswith('model name')), None)
+    return {'cpu': model or platform.processor() or None, 'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+            'cores': os.cpu_count(), 'machine': platform.machine()}
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path('/proc/cpuinfo').read_text().splitlines()
+    except OSError:
+        return []
+
+
 def atomic_write(path: Path, write, mode: str = 'wb', **open_kwargs) -> None:
     """Write ``path`` atomically: ``write(file)`` fills a temporary file of a name unique to this
     writer in the same folder, which then replaces ``path``. Concurrent writers of one path (two runs

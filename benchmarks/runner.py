@@ -30,7 +30,7 @@ from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, regi
 
 from .engine import (StageRunner, TrainingDiverged, code_version, configure_backend, fingerprint, keep_freed_memory,
                      locked)
-from .results import (git_commit, package_versions, summarise_training_log, training_log_path, write_json_atomic,
+from .results import (git_commit, machine, package_versions, summarise_training_log, training_log_path, write_json_atomic,
                       write_training_log)
 from .tasks import TARGETS, TASKS, task_of
 from .validation import check_overrides, check_ranges, check_safe_name, check_writable, method_parameters
@@ -313,6 +313,7 @@ def _provenance(spec: RunSpec, p: Prepared) -> dict:
         device=p.device, threads=torch.get_num_threads(), backend=p.backend, code_version=code_version(),
         run_key=p.run_key,
         stage_keys=dict(p.ctx.stages.keys), git_commit=git_commit(), packages=package_versions(),
+        machine=machine(),
         finished=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         training=dict(log=training_log_path(p.out).name, summary=summarise_training_log(p.ctx.stages.history)))
 

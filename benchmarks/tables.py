@@ -27,10 +27,11 @@ NET_NAMES = {'unet': 'UNet', 'deeplabv3plus': 'DeepLabv3+', 'fpn': 'FPN', 'linkn
 METHOD_NAMES = {'source_only': 'Source Only', 'adaptsegnet': 'AdaptSegNet', 'advent': 'AdvEnt',
                 'minent': 'MinEnt', 'clan': 'CLAN', 'bdl': 'BDL', 'dise': 'DISE', 'dada': 'DADA',
                 'glss': 'GLSS', 'cosine_similarity': 'Cosine similarity (Chung 2022)',
+                'depth_distribution': 'Depth distribution (Wu 2022)',
                 'oracle': 'Oracle (supervised on target)',
                 'unsup_backprop': 'Kanezaki clusters (label-free refinement of Source Only)'}
 TABLE2_METHODS = ('source_only', 'adaptsegnet', 'advent', 'minent', 'clan', 'bdl', 'dise', 'dada', 'glss',
-                  'cosine_similarity', 'unsup_backprop')
+                  'cosine_similarity', 'depth_distribution', 'unsup_backprop')
 MISSING = '–'
 FAILED = 'failed'
 SIGNIFICANT = '*'
@@ -75,10 +76,24 @@ def _config_digest(record: dict) -> str:
     return hashlib.sha1(json.dumps(record.get('config'), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
+def cpu_kind(record: dict) -> str:
+    """The CPU instruction set a run was computed with (``machine.cpu_capability``); 'unrecorded' for
+    result files older than the field. One seed's numbers differ between CPU kinds (other kernels,
+    other rounding: Source Only on the hand twin, seed 1, 0.333 IoU on an earlier machine, 0.441 on
+    an AVX512 one, same code)."""
+    return str((record.get('machine') or {}).get('cpu_capability') or 'unrecorded')
+
+
+CPU_NOTE = ('A pair is one network only when both runs were computed on one kind of CPU (`machine.cpu_capability` in '
+            'the result files; files made before it was recorded say nothing, and the skin runs were made on earlier '
+            'machines than the urban ones).')
+
+
 def check_one_version(records: list[dict]) -> None:
-    """Refuse (ValueError naming the files) a cell whose runs come from different code versions or
-    different composed configs (a config default changed between them: the older runs are stale)."""
-    for what, version in (('code versions', code_version), ('configs', _config_digest)):
+    """Refuse (ValueError naming the files) a cell whose runs come from different code versions,
+    different composed configs (a config default changed between them: the older runs are stale) or
+    different CPU kinds (``cpu_kind``)."""
+    for what, version in (('code versions', code_version), ('configs', _config_digest), ('CPU kinds', cpu_kind)):
         by_version = defaultdict(list)
         for r in records:
             by_version[version(r)].append(_name(r))
@@ -472,7 +487,8 @@ def gan_vs_vae_table(records: list[dict]) -> pd.DataFrame:
 
 #: seed 002 Table 3 (SYNTHIA -> Cityscapes, mIoU-13 / mIoU-16, %), as published: a labelled block of its own.
 PUBLISHED_TABLE3 = {'adaptsegnet': (46.7, None), 'advent': (48.0, 41.2), 'bdl': (51.4, None), 'clan': (47.8, None),
-                    'dise': (48.8, 41.5), 'dada': (49.8, 42.6), 'glss': (52.3, 44.5)}
+                    'dise': (48.8, 41.5), 'dada': (49.8, 42.6), 'glss': (52.3, 44.5),
+                    'depth_distribution': (55.5, 48.2)}   # seed 004 Table 1 (its mIoU* / mIoU)
 URBAN_METHODS = TABLE2_METHODS + ('oracle',)
 
 
@@ -546,7 +562,7 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
             'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set, {stat} ({where})', notes),
             'table2_deltas': (deltas, 'Table 2, paired differences: target IoU of each method minus Source Only '
                               '(and minus its fine-tuning control) on the same seed, with 95 % Student-t '
-                              f'intervals over seeds ({where})', delta_notes),
+                              f'intervals over seeds ({where})', [*delta_notes, CPU_NOTE]),
             'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU, {stat}, and each reduced '
                        f'model minus the full one on the same seed with 95 % Student-t intervals ({where})',
                        ['* where the interval excludes 0.']),
@@ -567,10 +583,10 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
                        f'split, {stat} ({where})', []),
             'table3_deltas': (table3_deltas(records), 'Table 3, paired differences: mIoU of each method minus Source '
                               'Only on the same seed, held-out target split, with 95 % Student-t intervals over '
-                              f'seeds ({where})', ['* where the interval excludes 0.']),
+                              f'seeds ({where})', ['* where the interval excludes 0.', CPU_NOTE]),
             'table3_classes': (table3_classes(records), f'Table 3, per class: IoU on the held-out target split, {stat} '
                                f'({where})', []),
-            'table3_published': (table3_published(records), 'Table 3 as published (seed 002, %; real SYNTHIA -> Cityscapes '
+            'table3_published': (table3_published(records), 'Table 3 as published (seed 002; depth distribution: seed 004 Table 1; %; real SYNTHIA -> Cityscapes '
                                  'val): NOT made by this suite, for reference only', []),
             'seed_spread': (seed_table(records), f'Seed spread: target IoU over seeds, same configuration ({where})', []),
             'gan_vs_vae': (gan_vs_vae_table(records), f'Supplement Table 2: GLSS with a GAN vs the VAE, target IoU ({where})',

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from udabench.datasets.base import SegmentationSet
 from udabench.engine import StageRunner, autocast, batch_indices, build_optimizer, fingerprint, iterations_for
@@ -77,6 +78,22 @@ def segmentation_targets(masks: np.ndarray, num_classes: int) -> np.ndarray:
     """What the losses take: (N, 1, H, W) 0/1 floats for one sigmoid channel, else (N, H, W) class
     ids (255 ignored; as floats, exact, made long by the loss)."""
     return (masks[:, None] if num_classes == 1 else masks).astype(np.float32)
+
+
+#: The class id of an ignored pixel in ``class_map``s.
+IGNORE = -1
+
+
+def class_map(labels: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) long class ids from what the losses take ((N, 1, H, W) 0/1 or (N, H, W) ids), with
+    the ignored pixels (-1 pseudo-labels, 255 ground truth) as ``IGNORE``."""
+    ids = (labels[:, 0] if labels.ndim == 4 else labels).long()
+    return torch.where((ids < 0) | (ids == 255), torch.full_like(ids, IGNORE), ids)
+
+
+def resize_classes(classes: torch.Tensor, size) -> torch.Tensor:
+    """Nearest-neighbour resize of (N, H, W) class ids to the feature map's ``size``."""
+    return F.interpolate(classes[:, None].float(), size=tuple(size), mode='nearest')[:, 0].long()
 
 
 def train_segmentation(net: SegmentationNet, data: SegmentationSet, recipe: dict, stages: StageRunner,

@@ -31,22 +31,8 @@ import torch.nn.functional as F
 from udabench.registry import METHODS
 
 from .adaptation import TargetAdaptation
-from .discriminator import two_class_probs
-
-IGNORE = -1
-
-
-def class_map(labels: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) long class ids from what the losses take ((N, 1, H, W) 0/1 or (N, H, W) ids), with
-    the ignored pixels (-1 pseudo-labels, 255 ground truth) as ``IGNORE``."""
-    ids = (labels[:, 0] if labels.ndim == 4 else labels).long()
-    return torch.where((ids < 0) | (ids == 255), torch.full_like(ids, IGNORE), ids)
-
-
-def resize_classes(classes: torch.Tensor, size) -> torch.Tensor:
-    """Nearest-neighbour resize of (N, H, W) class ids to the feature map's ``size``."""
-    return F.interpolate(classes[:, None].float(), size=tuple(size), mode='nearest')[:, 0].long()
-
+from .base import IGNORE, class_map, resize_classes
+from .discriminator import predicted_classes
 
 def split_by_class(features: torch.Tensor, classes: torch.Tensor, num_classes: int) -> dict:
     """class -> (n, F) rows of the (N, F, h, w) ``features`` whose (N, h, w) class is it (ignored: none)."""
@@ -107,15 +93,11 @@ class CosineSimilarity(TargetAdaptation):
         logits, features = self.net.capture(images, 'decode_head.conv_seg', take='input')
         return {'main': logits, 'features': features.float()}
 
-    @staticmethod
-    def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
-        return two_class_probs(logits.detach()).argmax(1)
-
     def source_loss(self, out, batch):
         """The segmentation loss; and process A: enqueue the correctly classified source features."""
         size = out['features'].shape[-2:]
         truth = resize_classes(class_map(batch['ys']), size)
-        predicted = resize_classes(self.predicted_classes(out['main']), size)
+        predicted = resize_classes(predicted_classes(out['main']), size)
         correct = torch.where(predicted == truth, truth, torch.full_like(truth, IGNORE))
         for cls, rows in split_by_class(out['features'].detach(), correct, self.classes).items():
             self.dictionary.enqueue(cls, rows)
@@ -123,7 +105,7 @@ class CosineSimilarity(TargetAdaptation):
 
     def cosine_loss(self, out, pseudo: torch.Tensor) -> torch.Tensor:
         """Process B and Eq. 8: target features split by the augmented pseudo-label against the dictionary."""
-        augmented = torch.where(pseudo == IGNORE, self.predicted_classes(out['main']), pseudo)
+        augmented = torch.where(pseudo == IGNORE, predicted_classes(out['main']), pseudo)
         split = split_by_class(out['features'], resize_classes(augmented, out['features'].shape[-2:]), self.classes)
         terms = [thresholded_cosine_loss(rows, self.dictionary.entries(cls), self.threshold)
                  for cls, rows in split.items() if self.dictionary.filled[cls] > 0]

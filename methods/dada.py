@@ -27,14 +27,8 @@ from udabench.registry import METHODS
 
 from .adaptation import TargetAdaptation
 from .discriminator import two_class_probs, weighted_self_information
-from .losses import class_probabilities
-
-
-def berhu_loss(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
-    """Reverse Huber: |x| where |x| <= c, (x^2 + c^2) / (2c) beyond, c = ``threshold`` * max |x| over the batch."""
-    diff = (pred - target).abs()
-    c = (threshold * diff.max()).detach().clamp_min(1e-12)
-    return torch.where(diff <= c, diff, (diff ** 2 + c ** 2) / (2 * c)).mean()
+from .losses import berhu_loss, class_probabilities
+from .networks import regression_convs
 
 
 class DepthFusion(nn.Module):
@@ -42,10 +36,8 @@ class DepthFusion(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        mid, out = max(channels // 4, 8), max(channels // 16, 4)
-        self.head = nn.Sequential(nn.Conv2d(channels, mid, 1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(mid, mid, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(mid, out, 1))
-        self.fuse = nn.Sequential(nn.Conv2d(out, channels, 1), nn.ReLU(inplace=True))
+        self.head = regression_convs(channels)
+        self.fuse = nn.Sequential(nn.Conv2d(self.head[-1].out_channels, channels, 1), nn.ReLU(inplace=True))
         nn.init.zeros_(self.fuse[0].weight)   # gate ReLU(0 * d + 1) = 1: the fusion starts as the identity
         nn.init.ones_(self.fuse[0].bias)
 

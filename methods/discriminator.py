@@ -46,6 +46,11 @@ def two_class_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, 1)
 
 
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) argmax classes of binary or multi-class logits (detached; p = 0.5 goes to class 0)."""
+    return two_class_probs(logits.detach()).argmax(1)
+
+
 def weighted_self_information(probs: torch.Tensor) -> torch.Tensor:
     """ADVENT's weighted self-information map -p * log2(p) / log2(C) per channel (Vu et al. 2019, Eq. 3)."""
     c = probs.shape[1]

@@ -1,5 +1,6 @@
 """Segmentation losses of seed 002 §4.1 / seed 000 Eq. 1-2: Dice + BCE (UNet), binary focal (DeepLabv3+);
 cross-entropy over C classes with 255 ignored for the urban task (the originals' DeepLab-v2 loss).
+And the berHu depth loss of DADA and the depth-distribution method.
 
 Each takes an optional ``valid`` mask (1 = pixel counts, 0 = ignored), the ignore label of BDL's
 pseudo-labels: the loss is then taken over the valid pixels only. Logits are taken in float32 (under
@@ -47,10 +48,13 @@ def binary_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float =
 def cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
                        ignore_index: int = 255) -> torch.Tensor:
     """Mean cross-entropy of (N, C, H, W) logits against (N, H, W) class ids over the pixels not
-    labelled ``ignore_index`` (nor 0 in ``valid``)."""
+    labelled ``ignore_index`` (nor 0 in ``valid``); 0 when no pixel is labelled (PyTorch's mean
+    over no pixel is NaN, which a batch of pseudo-labels may hit)."""
     target = target.long()
     if valid is not None:
         target = torch.where(valid.reshape(target.shape) > 0, target, torch.full_like(target, ignore_index))
+    if not bool((target != ignore_index).any()):
+        return logits.float().sum() * 0.0
     return F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
 
 
@@ -67,3 +71,10 @@ def segmentation_loss(name: str):
     if name not in SEGMENTATION_LOSSES:
         raise KeyError(f'unknown segmentation loss {name!r}; expected one of {sorted(SEGMENTATION_LOSSES)}')
     return SEGMENTATION_LOSSES[name]
+
+
+def berhu_loss(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
+    """Reverse Huber: |x| where |x| <= c, (x^2 + c^2) / (2c) beyond, c = ``threshold`` * max |x| over the batch."""
+    diff = (pred - target).abs()
+    c = (threshold * diff.max()).detach().clamp_min(1e-12)
+    return torch.where(diff <= c, diff, (diff ** 2 + c ** 2) / (2 * c)).mean()

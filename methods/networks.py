@@ -193,6 +193,15 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
                                        len(usable), len(own), path)
 
 
+def regression_convs(channels: int) -> nn.Sequential:
+    """The depth (and density) head of DADA and of the depth-distribution method on features of
+    ``channels`` channels: 1x1 conv C -> C/4, ReLU, 3x3 conv, ReLU, 1x1 conv -> C/16 (the originals:
+    2048 -> 512 -> 512 -> 128 on ResNet-101's layer4); their prediction is its output's channel mean."""
+    mid, out = max(channels // 4, 8), max(channels // 16, 4)
+    return nn.Sequential(nn.Conv2d(channels, mid, 1), nn.ReLU(inplace=True),
+                         nn.Conv2d(mid, mid, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(mid, out, 1))
+
+
 class SegmentationNet(nn.Module):
     """An mmseg segmentor returning logits at input resolution: (N, 1, H, W) binary, else (N, C, H, W)."""
 

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from udabench.methods.cosine_similarity import (IGNORE, CosineSimilarity, FeatureDictionary, class_map,
-                                                thresholded_cosine_loss)
+from udabench.methods.base import IGNORE, class_map
+from udabench.methods.cosine_similarity import CosineSimilarity, FeatureDictionary, thresholded_cosine_loss
 
 A, B = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
 

@@ -5,7 +5,8 @@ import torch
 from udabench.datasets.base import SegmentationSet
 from udabench.engine import StageRunner
 from udabench.methods.base import FitContext
-from udabench.methods.dada import DADA, DepthFusion, berhu_loss
+from udabench.methods.dada import DADA, DepthFusion
+from udabench.methods.losses import berhu_loss
 
 
 def test_berhu_on_both_sides_of_its_threshold():

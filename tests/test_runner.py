@@ -6,8 +6,10 @@ from udabench.runner import compose_config, parse_overrides
 def test_source_only_and_oracle_end_to_end_then_tables(tmp_path, smoke_run):
     record, out = smoke_run('source_only', net='unet')
     assert record['data_source'] == 'synthetic' and record['data']['target']['name'] == 'synth_hand'
-    for key in ('config', 'seed', 'git_commit', 'wall_time_s', 'packages', 'metrics'):
+    for key in ('config', 'seed', 'git_commit', 'wall_time_s', 'packages', 'metrics', 'machine'):
         assert key in record
+    import torch
+    assert record['machine']['cpu_capability'] == torch.backends.cpu.get_cpu_capability()   # numbers depend on it
     assert 0.0 <= record['metrics']['target_all']['iou'] <= 1.0
     assert 'synthetic' in str(out)
     summary = record['training']['summary']['source_unet/segmentation']   # the cached network's curve

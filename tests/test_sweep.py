@@ -27,9 +27,9 @@ def test_cpu_plan_lists_every_run_behind_every_table():
     assert len(keys) == len(set(keys))
     seeds, grid = 3, {m: len(grid_points(compose_config(m, 'deeplabv3plus', 'cpu')))
                       for m in ('adaptsegnet', 'glss_ablation', 'glss_ls_study')}
-    expected = {'Table 1': 5 * 2, 'Table 2': 8 * 2 * 2 + 2 * 2, 'AdaptSegNet grid': grid['adaptsegnet'] * 2,
+    expected = {'Table 1': 5 * 2, 'Table 2': 8 * 2 * 2 + 3 * 2, 'AdaptSegNet grid': grid['adaptsegnet'] * 2,
                 'seeds': 2 * 2, 'Table 4': grid['glss_ablation'] * 2, 'Fig. 5': grid['glss_ls_study'] * 2,
-                'fraction': 6 * 3, 'controls': 6 * 2 * 2 * 3 + 2, 'GAN vs VAE': 2, 'Table 3': 11}
+                'fraction': 6 * 3, 'controls': 6 * 2 * 2 * 3 + 2 * 2, 'GAN vs VAE': 2, 'Table 3': 12}
     assert grid['glss_ablation'] == 8 and len(runs) == seeds * sum(expected.values())
     assert {s.seed for s in runs} == {0, 1, 2} and {s.profile for s in runs} == {'cpu'}
     frac = [s for s in runs if s.study == 'fraction']
@@ -39,7 +39,8 @@ def test_cpu_plan_lists_every_run_behind_every_table():
     assert {s.tag for s in runs if s.study == 'controls'} == {'finetune', 'positive_f0.2', 'positive_f1.0'}
     assert {s.method for s in runs if s.target == 'cityscapes'} == {'source_only', 'oracle', 'adaptsegnet', 'advent',
                                                                     'clan', 'dada', 'bdl', 'dise', 'glss',
-                                                                    'cosine_similarity', 'unsup_backprop'}
+                                                                    'cosine_similarity', 'depth_distribution',
+                                                                    'unsup_backprop'}
 
 
 def test_a_group_may_name_the_controls_it_runs(tmp_path):

@@ -148,6 +148,22 @@ def test_a_cell_mixing_configs_is_refused():
         table2(runs)
 
 
+def test_a_cell_mixing_cpu_kinds_is_refused():
+    import pytest
+
+    from udabench.tables import table2
+    runs = _seeded('source_only', (0.3, 0.5))
+    runs[0]['machine'] = runs[1]['machine'] = {'cpu_capability': 'AVX512'}
+    assert table2(runs)[0].loc['Source Only', ('Hand Gesture', 'UNet', 'IoU')].endswith('(n=2)')
+    runs[1]['machine'] = {'cpu_capability': 'AVX2'}          # seed 1 computed on another kind of CPU
+    runs[0]['_path'], runs[1]['_path'] = 'a.json', 'b.json'
+    with pytest.raises(ValueError, match=r'2 CPU kinds.*AVX2: b\.json; AVX512: a\.json'):
+        table2(runs)
+    del runs[1]['machine']                                     # a file older than the field
+    with pytest.raises(ValueError, match=r'CPU kinds.*unrecorded: b\.json'):
+        table2(runs)
+
+
 def test_a_cell_mixing_code_versions_is_refused_with_the_files_named(tmp_path):
     import json
 

@@ -23,6 +23,10 @@ def test_cross_entropy_ignores_255_and_the_invalid_pixels_by_hand():
     assert cross_entropy_loss(logits, labels).item() == pytest.approx(by_hand, rel=1e-6)
     valid = torch.tensor([[[1.0, 0.0, 1.0]]])                              # BDL's ignore: pixel 1 leaves too
     assert cross_entropy_loss(logits, labels, valid).item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-6)
+    logits.requires_grad_(True)
+    nothing = cross_entropy_loss(logits, labels, torch.zeros(1, 1, 3))   # a pseudo-label batch with no pixel kept
+    nothing.backward()
+    assert nothing.item() == 0.0 and torch.all(logits.grad == 0)         # not NaN (a diverged run)
 
 
 def test_class_probabilities_sigmoid_for_one_channel_softmax_for_classes():

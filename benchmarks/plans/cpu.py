@@ -19,19 +19,19 @@ ADAPTATION = ['adaptsegnet', 'advent', 'clan', 'dada', 'glss', 'bdl', 'dise']
 FAST = ['adaptsegnet', 'advent', 'clan', 'dada']
 groups = [
     dict(table='Table 2', methods=['source_only'] + ADAPTATION, nets=['deeplabv3plus'], targets=['hand', 'snv']),
-    # seed 003's cosine similarity; seed 001's Kanezaki clusters (a label-free refinement of Source
-    # Only): their own rows in Tables 2 and 3
-    dict(table='Table 2', methods=['cosine_similarity', 'unsup_backprop'], nets=['deeplabv3plus'],
-         targets=['hand', 'snv']),
-    dict(table='Controls', methods=FAST + ['bdl', 'dise', 'cosine_similarity'], nets=['deeplabv3plus'],
-         targets=['hand', 'snv'], study='controls', controls=['finetune']),
+    # seed 003's cosine similarity, seed 004's depth distribution, seed 001's Kanezaki clusters (a
+    # label-free refinement of Source Only): their own rows in Tables 2 and 3
+    dict(table='Table 2', methods=['cosine_similarity', 'depth_distribution', 'unsup_backprop'],
+         nets=['deeplabv3plus'], targets=['hand', 'snv']),
+    dict(table='Controls', methods=FAST + ['bdl', 'dise', 'cosine_similarity', 'depth_distribution'],
+         nets=['deeplabv3plus'], targets=['hand', 'snv'], study='controls', controls=['finetune']),
     dict(table='Table 1', methods=['oracle'], nets=['deeplabv3plus'], targets=['hand', 'snv']),
     dict(table='Controls', methods=FAST, nets=['deeplabv3plus'], targets=['hand', 'snv'], study='controls',
          controls=['positive_f0.2', 'positive_f1.0']),
     # Table 3 (SYNTHIA -> Cityscapes twins): the methods built for the urban task so far.
     dict(table='Table 3', methods=['source_only', 'oracle', 'adaptsegnet', 'advent', 'clan', 'dada', 'bdl', 'dise',
-                                   'glss', 'cosine_similarity', 'unsup_backprop'], nets=['deeplabv3plus'],
-         targets=['cityscapes']),
+                                   'glss', 'cosine_similarity', 'depth_distribution', 'unsup_backprop'],
+         nets=['deeplabv3plus'], targets=['cityscapes']),
     dict(table='Table 2', methods=['source_only'] + ADAPTATION, nets=['unet'], targets=['hand', 'snv']),
     dict(table='Fig. 5', methods=['glss_ls_study'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
          study='ls_iterations'),
