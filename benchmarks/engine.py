@@ -86,14 +86,70 @@ def hash_sources(folders, exclude=()) -> str:
     return digest.hexdigest()[:16]
 
 
+def _package_dir(name: str) -> Path:
+    import importlib
+    return Path(importlib.import_module(name).__file__).resolve().parent
+
+
+def imported_modules(path: Path, package: str) -> set[str]:
+    """The modules of ``package`` that the file at ``path`` (a module of ``package`` or not) imports
+    anywhere in its text, by absolute (``package.x``) or, inside ``package``, relative name (``.x``)."""
+    import ast
+    inside = path.resolve().parent == _package_dir(package)
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.removeprefix(package + '.') for a in node.names if a.name.startswith(package + '.')}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ''
+            if node.level == 1 and inside:
+                parent = module
+            elif node.level == 0 and (module == package or module.startswith(package + '.')):
+                parent = module.removeprefix(package).removeprefix('.')
+            else:
+                continue
+            names |= {parent} if parent else {a.name for a in node.names}   # `from . import x`: x is a module
+    return {n.split('.')[0] for n in names if (_package_dir(package) / f'{n.split(".")[0]}.py').exists()}
+
+
+def _method_closure(roots: set[str]) -> list[Path]:
+    """The files of ``udabench.methods`` modules ``roots`` and every such module they import,
+    directly or not."""
+    folder, seen, todo = _package_dir('udabench.methods'), set(), set(roots)
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        todo |= imported_modules(folder / f'{name}.py', 'udabench.methods') - seen
+    return [folder / f'{name}.py' for name in sorted(seen)]
+
+
 @functools.lru_cache(maxsize=None)
-def code_version() -> str:
-    """``hash_sources`` of the code a run executes: ``benchmarks/``, ``methods/`` and ``datasets/``,
-    but ``NOT_RUN_CODE``. Any edit of the rest gives new stage keys."""
-    import udabench.datasets
-    import udabench.methods
-    return hash_sources([Path(__file__).resolve().parent, Path(udabench.methods.__file__).resolve().parent,
-                         Path(udabench.datasets.__file__).resolve().parent], exclude=NOT_RUN_CODE)
+def code_version(module: str | None = None) -> str:
+    """Hash of the code a run of ``module`` (a ``udabench.methods`` module, e.g. ``'udabench.methods.bdl'``)
+    executes: all of ``benchmarks/`` but ``NOT_RUN_CODE``, all of ``datasets/``, and of ``methods/``
+    the module with every method module it imports, directly or not, and those the shared code
+    imports. ``methods/__init__.py`` only imports the modules to register them and is left out, so
+    editing (or adding) one method re-makes its own runs and stages, not every other method's.
+    ``module=None``: every method module."""
+    shared = [_package_dir('udabench.engine'), _package_dir('udabench.datasets')]
+    digest = hashlib.sha256(hash_sources(shared, exclude=NOT_RUN_CODE).encode())
+    folder = _package_dir('udabench.methods')
+    if module is None:
+        roots = {p.stem for p in folder.glob('*.py')} - {'__init__'}
+    else:
+        roots = {module.removeprefix('udabench.methods.')} | {
+            name for shared_dir in shared for path in sorted(shared_dir.rglob('*.py'))
+            if not f'{shared_dir.name}/{path.relative_to(shared_dir).as_posix()}'.startswith(NOT_RUN_CODE)
+            for name in imported_modules(path, 'udabench.methods')}
+    for path in _method_closure(roots):
+        digest.update(f'methods/{path.name}\0'.encode() + path.read_bytes() + b'\0')
+    return digest.hexdigest()[:16]
+
+
+def method_code_version(method_type: str) -> str:
+    """``code_version`` of the module that defines the registered method ``method_type``."""
+    from .registry import METHODS, lookup
+    return code_version(lookup(METHODS, method_type).__module__)
 
 
 # Rendering tables, expanding plans and launching sweeps cannot change a run's numbers. Config files

@@ -28,8 +28,8 @@ from mmengine.config import Config
 from udabench import datasets as data_registry
 from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, registered
 
-from .engine import (StageRunner, TrainingDiverged, code_version, configure_backend, fingerprint, keep_freed_memory,
-                     locked)
+from .engine import (StageRunner, TrainingDiverged, configure_backend, fingerprint, keep_freed_memory, locked,
+                     method_code_version)
 from .results import (git_commit, machine, package_versions, summarise_training_log, training_log_path, write_json_atomic,
                       write_training_log)
 from .tasks import TARGETS, TASKS, task_of
@@ -227,7 +227,7 @@ def prepare(spec: RunSpec) -> Prepared:
     if len(train_idx) == 0 or len(test_idx) == 0:
         raise ValueError(f'target {target.name} ({target.description or spec.target}) has {len(target)} images: too few '
                          'for the 80/20 split with at least one training and one test image (3 or more are needed)')
-    key_parts = dict(code_version=code_version(), threads=torch.get_num_threads(), device=device,
+    key_parts = dict(code_version=method_code_version(cfg.method['type']), threads=torch.get_num_threads(), device=device,
                      precision=profile['precision'], deterministic=profile['deterministic'])
     run_key = fingerprint(cfg.to_dict(), spec.seed, source.content_hash, target.content_hash, key_parts)
     work = Path(spec.work_dir) / out.relative_to(spec.results_dir).with_suffix('') / run_key
@@ -310,7 +310,7 @@ def _provenance(spec: RunSpec, p: Prepared) -> dict:
                               test_images=len(p.test_idx), adaptation_images=_count(p.ctx.target_images),
                               detail=target.description,
                               content_hash=target.content_hash)),
-        device=p.device, threads=torch.get_num_threads(), backend=p.backend, code_version=code_version(),
+        device=p.device, threads=torch.get_num_threads(), backend=p.backend, code_version=p.ctx.key_parts['code_version'],
         run_key=p.run_key,
         stage_keys=dict(p.ctx.stages.keys), git_commit=git_commit(), packages=package_versions(),
         machine=machine(),

@@ -34,7 +34,7 @@ from submitit.helpers import Checkpointable
 
 from udabench import datasets as data_registry
 
-from .engine import code_version
+from .engine import method_code_version
 from .runner import RunSpec, compose_config, data_source_label, result_path, run, run_points
 from .tasks import TASKS, task_of
 
@@ -146,7 +146,7 @@ def _finished_here(path: Path, config: dict, threads: int | None) -> bool:
     except (OSError, ValueError):
         return False
     return (isinstance(record, dict) and (bool(record.get('metrics')) or record.get('status') == 'failed')
-            and record.get('code_version') == code_version() and record.get('config') == config
+            and record.get('code_version') == method_code_version(config['method']['type']) and record.get('config') == config
             and (threads is None or record.get('threads') == threads))
 
 

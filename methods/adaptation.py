@@ -43,7 +43,8 @@ from udabench.engine import batch_indices, build_optimizer
 
 from .base import (DeviceArrays, FitContext, UDAMethod, check_target_fraction, segmentation_targets, source_network,
                    target_fraction_indices, to_tensor)
-from .discriminator import SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce
+from .discriminator import (SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce, two_class_probs,
+                            weighted_self_information)
 from .losses import segmentation_loss
 from .networks import SegmentationNet
 
@@ -340,3 +341,26 @@ class TargetAdaptation(UDAMethod):
 
     def extra_results(self) -> dict:
         return {'adaptation_diagnostics': self.diagnostics} if self.diagnostics else {}
+
+
+class DepthAwareAdaptation(TargetAdaptation):
+    """One discriminator on the main output's weighted self-information times a per-pixel depth cue
+    (``depth_cue``): DADA's predicted depth (Vu et al., ICCV 2019: depth-aware fusion) or the
+    depth-distribution method's predicted class-depth density (seed 004), with weight ``lambda_adv``; both need source
+    depth, and both official codes train the discriminator on the full (not halved) loss."""
+    needs_source_depth = True
+    disc_loss_scale = 1.0
+    lambda_adv: float
+
+    def depth_cue(self, out: dict) -> torch.Tensor:
+        """(N, 1, H, W) map multiplying the self-information the discriminator sees."""
+        raise NotImplementedError
+
+    def discriminator_channels(self, num_classes):
+        return {'main': num_classes}
+
+    def discriminator_inputs(self, out):
+        return {'main': weighted_self_information(two_class_probs(out['main'])) * self.depth_cue(out)}
+
+    def adversarial_weights(self, iteration):
+        return {'main': self.lambda_adv}

@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from udabench.datasets.base import SegmentationSet
-from udabench.engine import StageRunner, autocast, batch_indices, build_optimizer, fingerprint, iterations_for
+from udabench.engine import (StageRunner, autocast, batch_indices, build_optimizer, code_version, fingerprint,
+                             iterations_for)
 
 from .losses import class_probabilities, segmentation_loss
 from .networks import SegmentationNet
@@ -120,11 +121,14 @@ def train_segmentation(net: SegmentationNet, data: SegmentationSet, recipe: dict
     net.eval()
 
 
-def cached_stages(ctx: FitContext, kind: str, *parts) -> StageRunner:
+def cached_stages(ctx: FitContext, producer: str, kind: str, *parts) -> StageRunner:
     """A StageRunner in a cache folder keyed by the source set's content, the seed, ``ctx.key_parts``
-    (code version, threads, device) and ``parts`` (the stage's config), so that a model trained once
-    (the source network, GLSS's VAE) serves every run that needs it and a changed input retrains."""
-    key = fingerprint(kind, ctx.source.content_hash, ctx.seed, ctx.key_parts, *parts)
+    (threads, device, precision), the code version of ``producer`` (the module that trains the stage,
+    its ``__name__``: not the calling method's, so that every method shares it) and ``parts`` (the
+    stage's config), so that a model trained once (the source network, GLSS's VAE) serves every run
+    that needs it and a changed input or changed code retrains."""
+    key_parts = dict(ctx.key_parts, code_version=code_version(producer))
+    key = fingerprint(kind, ctx.source.content_hash, ctx.seed, key_parts, *parts)
     return ctx.stages.child(Path(ctx.cache_dir) / kind / key, prefix=f'{kind}/')
 
 
@@ -151,7 +155,7 @@ def source_network(ctx: FitContext) -> SegmentationNet:
     """
     torch.manual_seed(ctx.seed)   # before building: the cached network must not depend on its caller
     net = SegmentationNet(**ctx.net).to(ctx.device)
-    stages = cached_stages(ctx, f'source_{ctx.net["name"]}', ctx.net, ctx.seg_recipe)
+    stages = cached_stages(ctx, __name__, f'source_{ctx.net["name"]}', ctx.net, ctx.seg_recipe)
     train_segmentation(net, ctx.source, ctx.seg_recipe, stages, 'segmentation', ctx.seed, ctx.device, ctx.precision)
     return net
 

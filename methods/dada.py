@@ -25,8 +25,7 @@ import torch.nn.functional as F
 
 from udabench.registry import METHODS
 
-from .adaptation import TargetAdaptation
-from .discriminator import two_class_probs, weighted_self_information
+from .adaptation import DepthAwareAdaptation
 from .losses import berhu_loss, class_probabilities
 from .networks import regression_convs
 
@@ -47,9 +46,7 @@ class DepthFusion(nn.Module):
 
 
 @METHODS.register_module(name='dada')
-class DADA(TargetAdaptation):
-    needs_source_depth = True
-    disc_loss_scale = 1.0
+class DADA(DepthAwareAdaptation):
     horizon_ratio = 250 / 90
 
     def __init__(self, lambda_seg: float = 0.5, lambda_depth: float = 1e-3, lambda_adv: float = 1e-3, **kwargs):
@@ -83,14 +80,8 @@ class DADA(TargetAdaptation):
         return {'seg': self.lambda_seg * self.seg_loss(out['main'], batch['ys']),
                 'depth': self.lambda_depth * berhu_loss(out['depth'], inverse_depth)}
 
-    def discriminator_channels(self, num_classes):
-        return {'main': num_classes}
-
-    def discriminator_inputs(self, out):
-        return {'main': weighted_self_information(two_class_probs(out['main'])) * out['depth']}
-
-    def adversarial_weights(self, iteration):
-        return {'main': self.lambda_adv}
+    def depth_cue(self, out):
+        return out['depth']
 
     @torch.no_grad()
     def predict(self, images):

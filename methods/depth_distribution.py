@@ -41,9 +41,9 @@ from scipy import ndimage
 from udabench.engine import batch_indices, build_optimizer
 from udabench.registry import METHODS
 
-from .adaptation import TargetAdaptation
+from .adaptation import DepthAwareAdaptation
 from .base import IGNORE, DeviceArrays, FitContext, class_map, resize_classes, segmentation_targets
-from .discriminator import predicted_classes, two_class_probs, weighted_self_information
+from .discriminator import predicted_classes
 from .losses import berhu_loss
 from .networks import regression_convs
 
@@ -142,9 +142,7 @@ class ClassDepthDistributions(nn.Module):
     def fit(self, masks: np.ndarray, inverse_depth: np.ndarray, seed: int, max_points: int = 20000,
             median_target: float = 0.95) -> None:
         rng = np.random.default_rng(seed)
-        h, w = masks.shape[1:]
-        xs, ys = ((np.arange(w) + 0.5) / w)[None, None].repeat(h, 1), ((np.arange(h) + 0.5) / h)[None, :, None]
-        xs, ys = np.broadcast_to(xs, masks.shape), np.broadcast_to(ys, masks.shape)
+        xs, ys = (np.broadcast_to(c.numpy(), masks.shape) for c in pixel_coordinates(masks.shape[1:]))
         log_densities = []
         for cls in range(self.weights.shape[0]):
             where = np.flatnonzero((masks == cls).ravel())
@@ -180,15 +178,22 @@ class ClassDepthDistributions(nn.Module):
 
 
 @METHODS.register_module(name='depth_distribution')
-class DepthDistribution(TargetAdaptation):
-    needs_source_depth = True
-    disc_loss_scale = 1.0
+class DepthDistribution(DepthAwareAdaptation):
 
     def __init__(self, lambda_seg: float = 1.0, lambda_depth: float = 0.005, lambda_balance: float = 0.01,
                  lambda_target_balance: float = 0.05, lambda_adv: float = 0.05, components: int = 5,
                  confidence: float = 0.9, region_base0: float = 50.0, region_base1: float = 4950.0,
                  self_training_iters: int | None = None, **kwargs):
         super().__init__(**kwargs)
+        if components < 1:
+            raise ValueError(f'method.components (mixture components per class) must be at least 1, got {components}')
+        if not 0.0 < confidence <= 1.0:
+            raise ValueError(f'method.confidence (pseudo-label threshold) must be in (0, 1], got {confidence}')
+        if region_base0 < 0 or region_base1 < 0:
+            raise ValueError(f'method.region_base0 and method.region_base1 (region sizes in pixels) must be >= 0, '
+                             f'got {region_base0} and {region_base1}')
+        if self_training_iters is not None and self_training_iters < 0:
+            raise ValueError(f'method.self_training_iters must be >= 0 (or None: stop_iters / 3), got {self_training_iters}')
         self.lambda_seg, self.lambda_depth, self.lambda_balance = lambda_seg, lambda_depth, lambda_balance
         self.lambda_target_balance, self.lambda_adv, self.components = lambda_target_balance, lambda_adv, components
         self.confidence, self.region_base0, self.region_base1 = confidence, region_base0, region_base1
@@ -242,14 +247,8 @@ class DepthDistribution(TargetAdaptation):
         density = self.distributions.target(predicted, out['depth'].detach()[:, 0])
         return {'target_balance': self.lambda_target_balance * berhu_loss(out['density'], density)}
 
-    def discriminator_channels(self, num_classes):
-        return {'main': num_classes}
-
-    def discriminator_inputs(self, out):
-        return {'main': weighted_self_information(two_class_probs(out['main'])) * out['density_up']}
-
-    def adversarial_weights(self, iteration):
-        return {'main': self.lambda_adv}
+    def depth_cue(self, out):
+        return out['density_up']
 
     def fit(self, ctx: FitContext) -> None:
         self.build(ctx)

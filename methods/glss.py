@@ -190,7 +190,7 @@ class GLSS(UDAMethod):
             return {'rec': losses['rec'].detach(), 'perceptual': perceptual, 'beta_perceptual': perceptual.double() * self.beta,
                     'kl': losses['kl'].detach(), 'kl_scale': kl_scale}
 
-        stages = cached_stages(ctx, f'glss_vae_{ctx.net["name"]}', ctx.net, ctx.seg_recipe, self.vae_cfg,
+        stages = cached_stages(ctx, __name__, f'glss_vae_{ctx.net["name"]}', ctx.net, ctx.seg_recipe, self.vae_cfg,
                                self.vae_loss, train, self.beta, images_digest(images))
         vae.train()
         stages.run('vae', step, num_iters, {'vae': vae, 'encoder_opt': enc_opt, 'decoder_opt': dec_opt})

@@ -32,5 +32,5 @@ class GLSSGAN(GLSS):
         self.gan_cfg, self.gan_train = dict(gan), dict(gan_train)
 
     def train_generative_model(self, ctx: FitContext, images: np.ndarray) -> torch.nn.Module:
-        stages = cached_stages(ctx, 'glss_gan', self.gan_cfg, self.gan_train, images_digest(images))
+        stages = cached_stages(ctx, __name__, 'glss_gan', self.gan_cfg, self.gan_train, images_digest(images))
         return train_gan(images, self.gan_cfg, self.gan_train, stages, ctx.seed, ctx.device, ctx.precision)

@@ -149,6 +149,14 @@ def test_weights_follow_the_official_config():
     assert m.self_training_iters == 30 and m.disc_loss_scale == 1.0 and m.head_modules() == []
 
 
+@pytest.mark.parametrize('option, value', [('components', 0), ('confidence', 0.0), ('confidence', 1.5),
+                                           ('region_base0', -1.0), ('region_base1', -1.0),
+                                           ('self_training_iters', -1)])
+def test_bad_settings_name_the_option(option, value):
+    with pytest.raises(ValueError, match=f'method.{option}'):
+        DepthDistribution(**{option: value})
+
+
 def test_depth_distribution_trains_end_to_end(smoke_run):
     record, _ = smoke_run('depth_distribution', target='cityscapes')
     stages = record['training']['summary']

@@ -1,6 +1,7 @@
 """Results that cannot be silently wrong (issue 12): content-keyed stages, exact resume, failure
 records, one writer per run. The bad-input cases are in test_bad_inputs.py."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,18 +79,20 @@ def test_cache_keys_follow_the_data_content_threads_code_and_config():
     from udabench.datasets.base import SegmentationSet
     from udabench.methods.base import FitContext, cached_stages
 
-    def key(images, **key_parts):
+    def key(images, producer='udabench.methods.base', **key_parts):
         data = SegmentationSet('synth_compaq', images, np.zeros_like(images), 'synthetic', description='same')
         ctx = FitContext(source=data, stages=StageRunner('w', progress=False), cache_dir='c',
                          key_parts={'code_version': 'a', 'threads': 1, 'device': 'cpu', **key_parts})
-        return cached_stages(ctx, 'source_unet', {'lr': 1}).work_dir.name
+        return cached_stages(ctx, producer, 'source_unet', {'lr': 1}).work_dir.name
 
     images = np.zeros((4, 8, 8), np.uint8)
     changed = images.copy()
     changed[0, 0, 0] = 1
     base = key(images)
     assert base == key(images.copy())
-    assert len({base, key(changed), key(images, threads=2), key(images, code_version='b')}) == 4
+    # the calling method's code version does not split a shared stage; the producing module's does
+    assert key(images, code_version='b') == base
+    assert len({base, key(changed), key(images, threads=2), key(images, producer='udabench.methods.glss')}) == 4
 
 
 def test_the_code_version_changes_with_any_source_file(tmp_path):
@@ -113,6 +116,54 @@ def test_the_code_version_ignores_only_code_that_reads_results_or_lists_runs(tmp
     assert version() == before
     (tmp_path / 'benchmarks' / 'runner.py').write_text('x = 2\n')
     assert version() != before
+
+
+def test_a_method_s_code_version_covers_its_own_imports_and_the_shared_code_only(tmp_path, monkeypatch):
+    files = {'benchmarks/runner.py': 'from udabench.methods.base import f\n', 'benchmarks/tables.py': 'x = 1\n',
+             'datasets/synthetic.py': 'x = 1\n', 'methods/__init__.py': 'from . import a, b  # noqa\n',
+             'methods/base.py': 'def f(): pass\n', 'methods/a.py': 'def g():\n    from .helper import h\n',
+             'methods/helper.py': 'from udabench.methods import base\n', 'methods/b.py': 'from .base import f\n'}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    dirs = {'udabench.engine': 'benchmarks', 'udabench.datasets': 'datasets', 'udabench.methods': 'methods'}
+    monkeypatch.setattr(engine, '_package_dir', lambda name: tmp_path / dirs[name])
+    assert [p.name for p in engine._method_closure({'a'})] == ['a.py', 'base.py', 'helper.py']  # lazy, nested
+
+    def versions():
+        engine.code_version.cache_clear()
+        return {m: engine.code_version(f'udabench.methods.{m}') for m in ('a', 'b')}
+    try:
+        before = versions()
+        assert before['a'] != before['b']
+        for edit, changed in (('methods/helper.py', {'a'}), ('methods/b.py', {'b'}), ('methods/__init__.py', set()),
+                              ('benchmarks/tables.py', set()), ('methods/base.py', {'a', 'b'}),
+                              ('datasets/synthetic.py', {'a', 'b'}), ('benchmarks/runner.py', {'a', 'b'})):
+            (tmp_path / edit).write_text((tmp_path / edit).read_text() + '# edited\n')
+            after = versions()
+            assert {m for m in after if after[m] != before[m]} == changed, edit
+            before = after
+    finally:
+        engine.code_version.cache_clear()
+
+
+def test_methods_init_only_imports_modules():
+    # code_version leaves methods/__init__.py out: it must hold nothing a run executes but imports.
+    import ast
+
+    import udabench.methods
+    tree = ast.parse(Path(udabench.methods.__file__).read_text())
+    assert all(isinstance(node, (ast.ImportFrom, ast.Import)) or
+               (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in tree.body)
+
+
+def test_shared_stages_are_keyed_by_the_code_that_trains_them():
+    from udabench.engine import _method_closure
+    names = lambda m: {p.stem for p in _method_closure({m})}  # noqa: E731
+    assert {'bdl', 'translation', 'adaptation', 'base', 'networks', 'losses'} <= names('bdl')
+    assert not {'glss', 'vae', 'advent'} & names('bdl')
+    assert {'glss', 'gan', 'vae', 'latent_search'} <= names('glss_gan')
+    assert names('base') == {'base', 'losses', 'networks', 'backbones'}   # the Source Only network's stage
 
 
 def test_freed_memory_is_kept_by_glibc():
@@ -145,7 +196,7 @@ def test_force_after_a_config_change_trains_afresh(tmp_path):
     assert record['stage_keys']['source_deeplabv3plus/segmentation'] == \
         old_record['stage_keys']['source_deeplabv3plus/segmentation']        # the shared cache is reused
     assert _metrics(changed) == _metrics(fresh) != old_metrics
-    assert isinstance(record['code_version'], str) and record['code_version'] == engine.code_version()
+    assert record['code_version'] == engine.code_version('udabench.methods.advent') == engine.method_code_version('advent')
 
 
 def test_a_result_does_not_depend_on_what_was_cached_before_it(tmp_path):
