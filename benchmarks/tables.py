@@ -84,9 +84,8 @@ def cpu_kind(record: dict) -> str:
     return str((record.get('machine') or {}).get('cpu_capability') or 'unrecorded')
 
 
-CPU_NOTE = ('A pair is one network only when both runs were computed on one kind of CPU (`machine.cpu_capability` in '
-            'the result files; files made before it was recorded say nothing, and the skin runs were made on earlier '
-            'machines than the urban ones).')
+CPU_NOTE = ('Both runs of a pair were computed on one kind of CPU (`machine.cpu_capability` in the result files; '
+            'a pair across kinds is refused, files made before the field was recorded counting as a kind of their own).')
 
 
 def check_one_version(records: list[dict]) -> None:
@@ -108,11 +107,16 @@ def paired_delta(runs: list[dict], reference: list[dict], split: str = 'target_a
     """Mean over seeds of (run − reference run of the same seed), with a 95 % Student-t interval.
 
     Returns ``dict(n, mean, low, high)`` (``low``/``high`` None when n < 2) or None when no seed is
-    in both.
+    in both. A pair of runs from different CPU kinds (``cpu_kind``) is refused with a ValueError
+    naming both files: the same seed is another network there.
     """
-    ref = {r['seed']: r['metrics'][split][metric] for r in reference if split in r['metrics']}
-    return t_interval([r['metrics'][split][metric] - ref[r['seed']] for r in sorted(runs, key=lambda r: r['seed'])
-                       if split in r['metrics'] and r['seed'] in ref])
+    ref = {r['seed']: r for r in reference if split in r['metrics']}
+    pairs = [(r, ref[r['seed']]) for r in sorted(runs, key=lambda r: r['seed']) if split in r['metrics'] and r['seed'] in ref]
+    mixed = [f'{_name(r)} ({cpu_kind(r)}) ~ {_name(q)} ({cpu_kind(q)})' for r, q in pairs if cpu_kind(r) != cpu_kind(q)]
+    if mixed:
+        raise ValueError('a paired difference would pair runs computed on different kinds of CPU (one seed is '
+                         f'another network there), refusing it (re-make one side on one machine): {"; ".join(mixed)}')
+    return t_interval([r['metrics'][split][metric] - q['metrics'][split][metric] for r, q in pairs])
 
 
 def t_interval(diffs: list[float]) -> dict | None:
@@ -553,43 +557,67 @@ def table3_published(records: list[dict]) -> pd.DataFrame:
                                    for m, (a, b) in PUBLISHED_TABLE3.items()}, orient='index')
 
 
-def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> dict:
-    """Every table of one (profile, data source) group: name -> (frame, caption, notes)."""
-    t2, notes = table2(records, criterion)
-    deltas, delta_notes = delta_table(records, criterion)
+def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> tuple[dict, dict]:
+    """Every table of one (profile, data source) group: (name -> (frame, caption, notes), name -> the
+    error that refused it). A refused table (a cell mixing code versions, configs or CPU kinds; a
+    pair across CPU kinds) does not stop the others."""
     stat = 'mean ± std over seeds, n shown when below 3'
-    return {'table1': (table1(records), f'Table 1: supervised on target, 80/20 split, {stat} ({where})', []),
-            'table2': (t2, f'Table 2: UDA, IoU and Dice on the whole target set, {stat} ({where})', notes),
-            'table2_deltas': (deltas, 'Table 2, paired differences: target IoU of each method minus Source Only '
-                              '(and minus its fine-tuning control) on the same seed, with 95 % Student-t '
-                              f'intervals over seeds ({where})', [*delta_notes, CPU_NOTE]),
-            'table4': (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU, {stat}, and each reduced '
-                       f'model minus the full one on the same seed with 95 % Student-t intervals ({where})',
-                       ['* where the interval excludes 0.']),
-            'fig5': (fig5_table(records), 'Fig. 5 as numbers: target IoU every 10 latent-search iterations per '
-                     f'objective (DeepLabv3+), {stat}, and SSIM minus MSE / MAE on the same seed with 95 % '
-                     f'Student-t intervals ({where})', ['* where the interval excludes 0.']),
-            'target_fraction': (fraction_table(records), 'Supplement Table 1: target IoU vs fraction of target data '
-                                f'used in training, {stat} ({where})',
-                                [f'{FRACTION_REFERENCE}: the untagged Table 2 run of the same default configuration, '
-                                 'with 100 % of the target for the baselines and 0 % for GLSS (VAE on the source only).']),
-            'controls': (controls_table(records), f'Controls: target IoU, {stat}, and paired differences to the '
-                         f'fine-tuning control with 95 % Student-t intervals ({where})',
-                         ['cityscapes rows: mIoU-16 on the held-out target split, as Table 3. '
-                          'fine-tuning: every target weight 0 (BatchNorm statistics still see the target batches; '
-                          "BDL's source images are still translated); positive_f<x>: every target weight x100, "
-                          'training on the fraction x of the target; * where the interval excludes 0.']),
-            'table3': (table3(records), f'Table 3: SYNTHIA -> Cityscapes, mIoU-13 / mIoU-16 on the held-out target '
-                       f'split, {stat} ({where})', []),
-            'table3_deltas': (table3_deltas(records), 'Table 3, paired differences: mIoU of each method minus Source '
-                              'Only on the same seed, held-out target split, with 95 % Student-t intervals over '
-                              f'seeds ({where})', ['* where the interval excludes 0.', CPU_NOTE]),
-            'table3_classes': (table3_classes(records), f'Table 3, per class: IoU on the held-out target split, {stat} '
-                               f'({where})', []),
-            'table3_published': (table3_published(records), 'Table 3 as published (seed 002; depth distribution: seed 004 Table 1; %; real SYNTHIA -> Cityscapes '
-                                 'val): NOT made by this suite, for reference only', []),
-            'seed_spread': (seed_table(records), f'Seed spread: target IoU over seeds, same configuration ({where})', []),
-            'gan_vs_vae': (gan_vs_vae_table(records), f'Supplement Table 2: GLSS with a GAN vs the VAE, target IoU ({where})',
-                           ['Fréchet distance: prior samples vs real source images on the Source Only network\'s '
-                            'backbone features (global-average-pooled deepest map), not Inception: an FID-like '
-                            'number comparable only within a network. VAE samples use the real images\' edges.'])}
+    starred = ['* where the interval excludes 0.']
+
+    def table2_with_notes():
+        frame, notes = table2(records, criterion)
+        return frame, f'Table 2: UDA, IoU and Dice on the whole target set, {stat} ({where})', notes
+
+    def deltas_with_notes():
+        frame, notes = delta_table(records, criterion)
+        return (frame, 'Table 2, paired differences: target IoU of each method minus Source Only (and minus its '
+                'fine-tuning control) on the same seed, with 95 % Student-t intervals over seeds '
+                f'({where})', [*notes, CPU_NOTE])
+
+    specs = {
+        'table1': lambda: (table1(records), f'Table 1: supervised on target, 80/20 split, {stat} ({where})', []),
+        'table2': table2_with_notes,
+        'table2_deltas': deltas_with_notes,
+        'table4': lambda: (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU, {stat}, and each '
+                           'reduced model minus the full one on the same seed with 95 % Student-t intervals '
+                           f'({where})', starred),
+        'fig5': lambda: (fig5_table(records), 'Fig. 5 as numbers: target IoU every 10 latent-search iterations per '
+                         f'objective (DeepLabv3+), {stat}, and SSIM minus MSE / MAE on the same seed with 95 % '
+                         f'Student-t intervals ({where})', starred),
+        'target_fraction': lambda: (
+            fraction_table(records), f'Supplement Table 1: target IoU vs fraction of target data used in training, '
+            f'{stat} ({where})', [f'{FRACTION_REFERENCE}: the untagged Table 2 run of the same default configuration, '
+                                  'with 100 % of the target for the baselines and 0 % for GLSS (VAE on the source '
+                                  'only).']),
+        'controls': lambda: (
+            controls_table(records), f'Controls: target IoU, {stat}, and paired differences to the fine-tuning '
+            f'control with 95 % Student-t intervals ({where})',
+            ['cityscapes rows: mIoU-16 on the held-out target split, as Table 3. fine-tuning: every target weight 0 '
+             '(BatchNorm statistics still see the target batches; BDL\'s source images are still translated); '
+             'positive_f<x>: every target weight x100, training on the fraction x of the target; * where the '
+             'interval excludes 0.']),
+        'table3': lambda: (table3(records), 'Table 3: SYNTHIA -> Cityscapes, mIoU-13 / mIoU-16 on the held-out '
+                           f'target split, {stat} ({where})', []),
+        'table3_deltas': lambda: (table3_deltas(records), 'Table 3, paired differences: mIoU of each method minus '
+                                  'Source Only on the same seed, held-out target split, with 95 % Student-t '
+                                  f'intervals over seeds ({where})', [*starred, CPU_NOTE]),
+        'table3_classes': lambda: (table3_classes(records), 'Table 3, per class: IoU on the held-out target split, '
+                                   f'{stat} ({where})', []),
+        'table3_published': lambda: (table3_published(records), 'Table 3 as published (seed 002; depth distribution: '
+                                     'seed 004 Table 1; %; real SYNTHIA -> Cityscapes val): NOT made by this suite, '
+                                     'for reference only', []),
+        'seed_spread': lambda: (seed_table(records), f'Seed spread: target IoU over seeds, same configuration ({where})',
+                                []),
+        'gan_vs_vae': lambda: (
+            gan_vs_vae_table(records), f'Supplement Table 2: GLSS with a GAN vs the VAE, target IoU ({where})',
+            ["Fréchet distance: prior samples vs real source images on the Source Only network's backbone features "
+             '(global-average-pooled deepest map), not Inception: an FID-like number comparable only within a '
+             "network. VAE samples use the real images' edges."]),
+    }
+    built, refused = {}, {}
+    for name, make in specs.items():
+        try:
+            built[name] = make()
+        except ValueError as err:          # e.g. a cell mixing code versions
+            refused[name] = str(err)
+    return built, refused

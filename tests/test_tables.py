@@ -164,6 +164,21 @@ def test_a_cell_mixing_cpu_kinds_is_refused():
         table2(runs)
 
 
+def test_a_pair_across_cpu_kinds_is_refused():
+    import pytest
+
+    from udabench.tables import paired_delta
+    method = [record('advent', 'hand', iou, seed=s) for s, iou in enumerate((0.5, 0.6))]
+    reference = [record('source_only', 'hand', iou, seed=s) for s, iou in enumerate((0.4, 0.4))]
+    for r in method + reference:
+        r['machine'] = {'cpu_capability': 'AVX512'}
+    assert paired_delta(method, reference)['n'] == 2
+    reference[1]['machine'] = {'cpu_capability': 'AVX2'}      # seed 1's Source Only made on another CPU
+    method[1]['_path'], reference[1]['_path'] = 'advent1.json', 'so1.json'
+    with pytest.raises(ValueError, match=r'different kinds of CPU.*advent1\.json \(AVX512\) ~ so1\.json \(AVX2\)'):
+        paired_delta(method, reference)
+
+
 def test_a_cell_mixing_code_versions_is_refused_with_the_files_named(tmp_path):
     import json
 
@@ -185,7 +200,12 @@ def test_a_cell_mixing_code_versions_is_refused_with_the_files_named(tmp_path):
         path = tmp_path / 'runs' / f'{i}.json'
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic', '_path': None}))
+    stale = tmp_path / 'tables' / 'smoke_synthetic' / 'table2.md'
+    stale.parent.mkdir(parents=True)
+    stale.write_text('an old table 2')
     assert make_tables(['--results', str(tmp_path / 'runs'), '--out', str(tmp_path / 'tables')]) == 2
+    assert not stale.exists()                                   # refused: the old file is not left behind
+    assert (tmp_path / 'tables' / 'smoke_synthetic' / 'seed_spread.md').exists()   # the other tables are written
 
 
 def test_controls_table_pairs_each_control_with_the_finetuning_control_of_the_same_seed():

@@ -5,7 +5,9 @@
 
 One folder per (profile, data source) under --out; every caption names its data source. Cells are
 mean ± std over seeds; `table2_deltas` holds each method's paired difference to Source Only (and to
-its fine-tuning control) with 95 % t intervals. A cell mixing code versions stops it with an error.
+its fine-tuning control) with 95 % t intervals. A table with a cell mixing code versions, configs or
+CPU kinds (or a pair across CPU kinds) is not written: the error names its files, the other tables are
+written, and the exit status is 2.
 """
 from __future__ import annotations
 
@@ -32,27 +34,29 @@ def main(argv=None) -> int:
     if not records:
         print(f'error: no result files under {args.results}', file=sys.stderr)
         return 2
+    status = 0
     for (profile, source), group in sorted(tables.groups(records).items()):
         folder = Path(args.out) / f'{profile}_{source.split(" ")[0]}'
         where = f'profile {profile}, data: {source}'
-        try:
-            built = tables.build_all(group, where, args.select)
-        except ValueError as err:          # e.g. a cell mixing code versions
-            print(f'error: {where}: {err}', file=sys.stderr)
-            return 2
+        built, refused = tables.build_all(group, where, args.select)
         folder.mkdir(parents=True, exist_ok=True)
         for name, (frame, caption, notes) in built.items():
             md, tex = tables.render(frame, caption, notes)
             (folder / f'{name}.md').write_text(md)
             (folder / f'{name}.tex').write_text(tex)
             print(md)
+        for name, err in refused.items():   # its old file would be stale: removed, never left beside new ones
+            for suffix in ('.md', '.tex'):
+                (folder / f'{name}{suffix}').unlink(missing_ok=True)
+            print(f'error: {where}: {name} not written: {err}', file=sys.stderr)
+        status = status or (2 if refused else 0)
         curves = tables.ls_curves(group)
         if not curves.empty:
             curves.to_csv(folder / 'fig5_ls_iterations.csv', index=False)
             tables.plot_ls_curves(curves, folder / 'fig5_ls_iterations.png',
                                   f'Fig. 5: IoU vs latent-search iteration ({where})')
         print(f'written under {folder}')
-    return 0
+    return status
 
 
 if __name__ == '__main__':
