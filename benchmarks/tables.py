@@ -318,6 +318,15 @@ def render(frame: pd.DataFrame, caption: str, notes: list[str] = ()) -> tuple[st
     return md, tex
 
 
+def markdown_rows(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A Markdown table of ``rows``: one column per (header, key, format spec); text columns
+    (empty spec) left-aligned, numbers right-aligned. For the benchmarks' printed figures."""
+    lines = ['| ' + ' | '.join(header for header, _, _ in columns) + ' |',
+             '|' + '|'.join(':--' if not spec else '--:' for _, _, spec in columns) + '|']
+    lines += ['| ' + ' | '.join(format(row[key], spec) for _, key, spec in columns) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
 ABLATION_KEYS = (('Edge', 'method.vae.edge_skip'), ('L_p', 'method.perceptual'),
                  ('LS', 'method.latent_search.enabled'))
 

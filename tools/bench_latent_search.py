@@ -24,6 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from udabench.engine import keep_freed_memory
+from udabench.tables import markdown_rows
 from udabench.methods.latent_search import latent_search
 from udabench.methods.vae import EdgeSkipVAE
 
@@ -102,11 +103,10 @@ def main(argv=None):
     device = torch.cuda.get_device_name() if args.device.startswith('cuda') else f'CPU, {torch.get_num_threads()} thread(s)'
     print(f'latent search at {args.size}x{args.size}, VAE width {args.width}, dense {args.hidden}; {device}; '
           f'{flops / 1e9:.2f} GFLOP per image and Adam iteration (forward + backward)\n')
-    print('| mode | batch | ms per image-iteration | iterations | ms per image | GFLOP/s |')
-    print('|:--|--:|--:|--:|--:|--:|')
-    for r in rows:
-        print(f'| {r["mode"]} | {r["batch"]} | {r["ms_per_image_iteration"]:.1f} | {r["iterations_used"]:g} | '
-              f'{r["ms_per_image"]:.0f} | {r["gflops"]:.1f} |')
+    print(markdown_rows(rows, [('mode', 'mode', ''), ('batch', 'batch', 'd'),
+                               ('ms per image-iteration', 'ms_per_image_iteration', '.1f'),
+                               ('iterations', 'iterations_used', 'g'), ('ms per image', 'ms_per_image', '.0f'),
+                               ('GFLOP/s', 'gflops', '.1f')]))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(device=device, size=args.size, width=args.width, hidden=args.hidden,

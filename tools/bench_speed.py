@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from udabench import engine
 from udabench.runner import RunSpec, prepare
+from udabench.tables import markdown_rows
 
 #: (label, method, net, the stages it times); the source network's 'segmentation' stage is timed
 #: for each net by the first entry that trains it.
@@ -163,11 +164,9 @@ def main(argv=None) -> int:
     print(f'\nprofile {args.profile}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; '
           f'matmul peak {peak:.1f} GFLOP/s per CPU-second (float32 {args.matmul}x{args.matmul} torch.mm); '
           'GFLOP/s per CPU-second of this process\n')
-    print('| hot loop | CPU ms/step | wall ms/step | GFLOP/step | GFLOP/s | % of matmul peak |')
-    print('|:--|--:|--:|--:|--:|--:|')
-    for r in rows:
-        print(f'| {r["loop"]} | {r["ms_per_step"]:.1f} | {r["wall_ms_per_step"]:.1f} | {r["gflop_per_step"]:.2f} | '
-              f'{r["gflops"]:.1f} | {100 * r["fraction_of_peak"]:.0f} % |')
+    print(markdown_rows(rows, [('hot loop', 'loop', ''), ('CPU ms/step', 'ms_per_step', '.1f'),
+                               ('wall ms/step', 'wall_ms_per_step', '.1f'), ('GFLOP/step', 'gflop_per_step', '.2f'),
+                               ('GFLOP/s', 'gflops', '.1f'), ('of matmul peak', 'fraction_of_peak', '.0%')]))
     if args.json:
         with open(args.json, 'w') as fh:
             json.dump(dict(profile=args.profile, threads=torch.get_num_threads(), peak_gflops=peak, rows=rows), fh,
