@@ -1,6 +1,6 @@
 """Table specs on hand-made result records: each value lands in its cell, missing ones stay missing."""
-from udabench.tables import (FRACTION_REFERENCE, MISSING, fig5_table, fraction_table, render, seed_table, table2, table4,
-                             t_interval)
+from udabench.tables import (FRACTION_REFERENCE, MISSING, fig5_table, fraction_table, markdown_rows, render, seed_table,
+                             table2, table4, t_interval)
 
 
 def record(method, target, iou, net='deeplabv3plus', seed=0, study='main', overrides=None, method_cfg=None):
@@ -253,3 +253,9 @@ def test_controls_read_urban_rows_by_miou16_on_the_held_out_split():
     frame = controls_table(urban((0.11, 0.21, 0.31)) + finetune)
     row = frame.loc[('AdvEnt', 'DeepLabv3+', 'cityscapes')]
     assert row['fine-tuning'] == '0.200 ± 0.100' and row['method run − fine-tuning'].startswith('+0.010')
+
+
+def test_markdown_rows_formats_and_aligns_each_column():
+    text = markdown_rows([dict(loop='vae step', ms=12.345, share=0.5)],
+                                [('loop', 'loop', ''), ('ms', 'ms', '.1f'), ('of peak', 'share', '.0%')])
+    assert text.splitlines() == ['| loop | ms | of peak |', '|:--|--:|--:|', '| vae step | 12.3 | 50% |']
