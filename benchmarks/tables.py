@@ -399,23 +399,51 @@ def ls_curves(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=['target', 'net', 'loss', 'seed', 'iteration', 'iou', 'dice'])
 
 
+def ls_paired_differences(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per target, net, other objective (MSE, MAE) and LS iteration: SSIM minus it on the same seed,
+    as ``t_interval``'s n, mean, low, high (seeds that have both runs only)."""
+    rows = []
+    for (target, net), sub in curves.groupby(['target', 'net']):
+        wide = sub.pivot_table(index=['seed', 'iteration'], columns='loss', values='iou')
+        for other in (loss for loss in LS_LOSSES[1:] if {'ssim', loss} <= set(wide.columns)):
+            diffs = (wide['ssim'] - wide[other]).dropna()
+            for step, by_seed in diffs.groupby(level='iteration'):
+                rows.append(dict(target=target, net=net, other=other, iteration=step, **t_interval(list(by_seed))))
+    return pd.DataFrame(rows, columns=['target', 'net', 'other', 'iteration', 'n', 'mean', 'low', 'high'])
+
+
 def plot_ls_curves(curves: pd.DataFrame, path, title: str) -> None:
-    """One panel per target: IoU vs LS iteration, one line per objective (mean over seeds)."""
+    """Seed 002 Fig. 5, one column per target. Top: IoU vs LS iteration per objective, mean over seeds
+    with a ± std band. Bottom: SSIM minus MSE / MAE paired per seed (same VAE and network), mean with
+    its 95 % Student-t band: the spread between seeds is larger than the objectives' differences, so
+    only the paired panel can show whether one objective beats another."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     targets = sorted(curves['target'].unique())
-    fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.6), squeeze=False)
-    for ax, target in zip(axes[0], targets):
+    fig, axes = plt.subplots(2, len(targets), figsize=(5 * len(targets), 6.4), squeeze=False, sharex=True)
+    for column, target in enumerate(targets):
         sub = curves[curves['target'] == target]
+        top, bottom = axes[0][column], axes[1][column]
         for (loss, net), g in sub.groupby(['loss', 'net']):
-            mean = g.groupby('iteration')['iou'].mean()
-            ax.plot(mean.index, mean.values, marker='o', ms=3, label=f'{loss.upper()} ({NET_NAMES.get(net, net)})')
-        ax.set_title(TARGET_NAMES.get(target, target))
-        ax.set_xlabel('latent-search iteration')
-        ax.set_ylabel('target IoU')
-        ax.grid(alpha=0.3)
-        ax.legend()
+            by_step = g.groupby('iteration')['iou']
+            mean, std, n = by_step.mean(), by_step.std(ddof=1).fillna(0.0), by_step.size().max()
+            line, = top.plot(mean.index, mean.values, marker='o', ms=3,
+                             label=f'{loss.upper()} ({NET_NAMES.get(net, net)}, n={n})')
+            top.fill_between(mean.index, mean - std, mean + std, color=line.get_color(), alpha=0.12)
+        for (other, net), band in ls_paired_differences(sub).groupby(['other', 'net'], sort=False):
+            line, = bottom.plot(band['iteration'], band['mean'], marker='o', ms=3,
+                                label=f'SSIM − {other.upper()} ({NET_NAMES.get(net, net)})')
+            if band['low'].notna().all():
+                bottom.fill_between(band['iteration'], band['low'], band['high'], color=line.get_color(), alpha=0.15)
+        bottom.axhline(0.0, color='grey', lw=0.8)
+        top.set_title(TARGET_NAMES.get(target, target))
+        top.set_ylabel('target IoU (mean ± std)')
+        bottom.set_ylabel('paired IoU difference (95 % t)')
+        bottom.set_xlabel('latent-search iteration')
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -1,6 +1,8 @@
 """Table specs on hand-made result records: each value lands in its cell, missing ones stay missing."""
-from udabench.tables import (FRACTION_REFERENCE, MISSING, fig5_table, fraction_table, markdown_rows, render, seed_table,
-                             table2, table4, t_interval)
+import pytest
+
+from udabench.tables import (FRACTION_REFERENCE, MISSING, fig5_table, fraction_table, ls_curves, ls_paired_differences,
+                             markdown_rows, plot_ls_curves, render, seed_table, table2, table4, t_interval)
 
 
 def record(method, target, iou, net='deeplabv3plus', seed=0, study='main', overrides=None, method_cfg=None):
@@ -51,6 +53,17 @@ def test_fig5_table_gives_each_objective_per_iteration_and_ssim_minus_the_others
     assert frame.loc[10, ('SNV', 'SSIM − MAE')] == '-0.100 (n=1)'      # only seed 0 has both
     assert frame.loc[0, ('SNV', 'SSIM − MSE')].startswith('+0.000')
     assert fig5_table([]).empty
+
+
+def test_fig5_paired_differences_pair_runs_of_one_seed_and_the_plot_draws_them(tmp_path):
+    runs = [_ls_record('ssim', 0, (0.3, 0.5)), _ls_record('ssim', 1, (0.2, 0.4)),
+            _ls_record('mse', 0, (0.3, 0.45)), _ls_record('mse', 1, (0.2, 0.30)), _ls_record('mae', 0, (0.3, 0.6))]
+    paired = ls_paired_differences(ls_curves(runs)).set_index(['other', 'iteration'])
+    d = t_interval([0.05, 0.10])                                       # SSIM − MSE at 10, seeds 0 and 1
+    assert paired.loc[('mse', 10), ['n', 'mean', 'low', 'high']].tolist() == pytest.approx([2, d['mean'], d['low'], d['high']])
+    assert paired.loc[('mae', 10), 'mean'] == pytest.approx(-0.1) and paired.loc[('mae', 10), 'n'] == 1
+    plot_ls_curves(ls_curves(runs), tmp_path / 'fig5.png', 'Fig. 5')
+    assert (tmp_path / 'fig5.png').stat().st_size > 0
 
 
 def test_fraction_table_rows_per_fraction():
