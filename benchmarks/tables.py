@@ -458,8 +458,9 @@ def fraction_table(records: list[dict]) -> pd.DataFrame:
     """Seed 000 Table 1: target IoU when the method trains with 60 / 40 / 20 % of the target data
     (GLSS: its VAE on source plus that fraction), whole target set, per target and network.
 
-    Each block ends with a reference row from the Table 2 run of the same default configuration
-    (``FRACTION_REFERENCE``): the baselines with all of the target, GLSS with none of it.
+    Each block has a reference row from the Table 2 run of the same default configuration
+    (``FRACTION_REFERENCE``): the baselines with all of the target, GLSS with none of it; then each
+    fraction minus that run on the same seed (paired, 95 % t interval).
     """
     study = [r for r in records if r.get('study') == 'fraction']
     main = [r for r in records if r.get('study', 'main') == 'main' and not r.get('tag')]
@@ -467,11 +468,16 @@ def fraction_table(records: list[dict]) -> pd.DataFrame:
     for target, net in sorted({(_target_key(r), r['net']) for r in study}):
         blocks = [(f'{int(f * 100)} %', [r for r in study if r['config']['method'].get('target_fraction') == f])
                   for f in (0.6, 0.4, 0.2)] + [(FRACTION_REFERENCE, main)]
-        for label, pool in blocks:
-            rows[(TARGET_NAMES[target], NET_NAMES.get(net, net), label)] = {
-                METHOD_NAMES[m]: _cell(_values([r for r in pool if r['method'] == m and _target_key(r) == target
-                                                and r['net'] == net], 'target_all', 'iou'))
-                for m in FRACTION_METHODS}
+        runs = {label: {m: [r for r in pool if r['method'] == m and _target_key(r) == target and r['net'] == net]
+                        for m in FRACTION_METHODS} for label, pool in blocks}
+        key = (TARGET_NAMES[target], NET_NAMES.get(net, net))
+        for label, by_method in runs.items():
+            rows[(*key, label)] = {METHOD_NAMES[m]: _cell(_values(cell, 'target_all', 'iou'))
+                                   for m, cell in by_method.items()}
+        for label, by_method in list(runs.items())[:-1]:
+            rows[(*key, f'{label} − {FRACTION_REFERENCE}')] = {
+                METHOD_NAMES[m]: _delta_cell(paired_delta(cell, runs[FRACTION_REFERENCE][m]))
+                for m, cell in by_method.items()}
     frame = pd.DataFrame.from_dict(rows, orient='index')
     if not frame.empty:
         frame.index = pd.MultiIndex.from_tuples(frame.index, names=['target', 'net', 'target data'])
@@ -625,7 +631,8 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
             fraction_table(records), f'Supplement Table 1: target IoU vs fraction of target data used in training, '
             f'{stat} ({where})', [f'{FRACTION_REFERENCE}: the untagged Table 2 run of the same default configuration, '
                                   'with 100 % of the target for the baselines and 0 % for GLSS (VAE on the source '
-                                  'only).']),
+                                  'only); "x % − Table 2 run": paired per seed, 95 % Student-t interval, * where it '
+                                  'excludes 0.', CPU_NOTE]),
         'controls': lambda: (
             controls_table(records), f'Controls: target IoU, {stat}, and paired differences to the fine-tuning '
             f'control with 95 % Student-t intervals ({where})',

@@ -80,6 +80,8 @@ def test_fraction_table_reference_row_is_the_untagged_table2_run():
                             record('dada', 'snv', 0.35), grid_point, record('glss', 'hand', 0.6)])
     assert frame.loc[('SNV', 'DeepLabv3+', FRACTION_REFERENCE)]['DADA'] == '0.350 (n=1)'
     assert frame.loc[('SNV', 'DeepLabv3+', FRACTION_REFERENCE)]['GLSS'] == MISSING   # other target
+    assert frame.loc[('SNV', 'DeepLabv3+', f'40 % − {FRACTION_REFERENCE}')]['DADA'] == '-0.050 (n=1)'  # same seed
+    assert frame.loc[('SNV', 'DeepLabv3+', f'60 % − {FRACTION_REFERENCE}')]['DADA'] == MISSING
     md, _ = render(frame, 'caption')
     assert '| SNV ' in md and "('SNV'" not in md        # index levels become columns, not tuples
 
