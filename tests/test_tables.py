@@ -272,5 +272,5 @@ def test_controls_read_urban_rows_by_miou16_on_the_held_out_split():
 
 def test_markdown_rows_formats_and_aligns_each_column():
     text = markdown_rows([dict(loop='vae step', ms=12.345, share=0.5)],
-                                [('loop', 'loop', ''), ('ms', 'ms', '.1f'), ('of peak', 'share', '.0%')])
+                         [('loop', 'loop', ''), ('ms', 'ms', '.1f'), ('of peak', 'share', '.0%')])
     assert text.splitlines() == ['| loop | ms | of peak |', '|:--|--:|--:|', '| vae step | 12.3 | 50% |']

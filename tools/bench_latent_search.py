@@ -24,9 +24,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from udabench.engine import keep_freed_memory
-from udabench.tables import markdown_rows
 from udabench.methods.latent_search import latent_search
 from udabench.methods.vae import EdgeSkipVAE
+from udabench.tables import markdown_rows
 
 
 def _seconds(fn, device) -> float:
