@@ -362,28 +362,27 @@ LS_LOSSES = ('ssim', 'mse', 'mae')
 def fig5_table(records: list[dict]) -> pd.DataFrame:
     """Seed 002 Fig. 5 as numbers: per target and latent-search iteration, the target IoU of each LS
     objective (DeepLabv3+, mean ± std over seeds) and the paired differences SSIM − MSE and SSIM − MAE
-    (same seed, so the same VAE and segmentation network; 95 % t intervals)."""
+    (``ls_paired_differences``: same seed, so the same VAE and segmentation network; 95 % t intervals)."""
     runs = [r for r in records if r['method'] == 'glss_ls_study' and r['net'] == 'deeplabv3plus']
+    for target in TARGET_NAMES:
+        for loss in LS_LOSSES:
+            check_one_version([r for r in runs if _target_key(r) == target
+                               and r['config']['method']['latent_search']['loss'] == loss])
+    curves = ls_curves(runs)
     rows = defaultdict(dict)
-    for target, title in TARGET_NAMES.items():
-        cells = {loss: [r for r in runs if _target_key(r) == target
-                        and r['config']['method']['latent_search']['loss'] == loss] for loss in LS_LOSSES}
-        for cell in cells.values():
-            check_one_version(cell)
-        for step in sorted({step for cell in cells.values() for r in cell for step in r['metrics'].get('trace', {})}):
-            iou = {loss: {r['seed']: r['metrics']['trace'][step]['iou'] for r in cell
-                          if step in r['metrics'].get('trace', {})} for loss, cell in cells.items()}
-            row = rows[int(step.split('_')[1])]
-            for loss in LS_LOSSES:
-                row[(title, loss.upper())] = _cell([iou[loss][seed] for seed in sorted(iou[loss])])
-            for other in LS_LOSSES[1:]:
-                seeds = sorted(set(iou['ssim']) & set(iou[other]))
-                row[(title, f'SSIM − {other.upper()}')] = _delta_cell(
-                    t_interval([iou['ssim'][seed] - iou[other][seed] for seed in seeds]))
-    frame = pd.DataFrame.from_dict(rows, orient='index').sort_index()
-    if not frame.empty:
-        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
-        frame.index.name = 'LS iteration'
+    for (target, loss, step), by_seed in curves.groupby(['target', 'loss', 'iteration']):
+        rows[step][(TARGET_NAMES[target], loss.upper())] = _cell(list(by_seed.sort_values('seed')['iou']))
+    for d in ls_paired_differences(curves).itertuples():
+        interval = dict(n=d.n, mean=d.mean, low=None if pd.isna(d.low) else d.low, high=None if pd.isna(d.high) else d.high)
+        rows[d.iteration][(TARGET_NAMES[d.target], f'SSIM − {d.other.upper()}')] = _delta_cell(interval)
+    columns = [(title, name) for title in TARGET_NAMES.values()
+               for name in [loss.upper() for loss in LS_LOSSES] + [f'SSIM − {o.upper()}' for o in LS_LOSSES[1:]]]
+    frame = pd.DataFrame.from_dict(rows, orient='index')
+    if frame.empty:
+        return frame
+    frame = frame[[c for c in columns if c in frame.columns]].sort_index()
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    frame.index.name = 'LS iteration'
     return frame.fillna(MISSING)
 
 
