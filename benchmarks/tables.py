@@ -90,16 +90,50 @@ CPU_NOTE = ('Both runs of a pair were computed on one kind of CPU (`machine.cpu_
 
 def check_one_version(records: list[dict]) -> None:
     """Refuse (ValueError naming the files) a cell whose runs come from different code versions,
-    different composed configs (a config default changed between them: the older runs are stale) or
-    different CPU kinds (``cpu_kind``)."""
-    for what, version in (('code versions', code_version), ('configs', _config_digest), ('CPU kinds', cpu_kind)):
-        by_version = defaultdict(list)
-        for r in records:
-            by_version[version(r)].append(_name(r))
-        if len(by_version) > 1:
-            listing = '; '.join(f'{v}: {", ".join(names)}' for v, names in sorted(by_version.items()))
-            raise ValueError(f'a table cell mixes runs from {len(by_version)} {what}, refusing to average '
-                             f'them (re-make the older runs): {listing}')
+    different CPU kinds (``cpu_kind``) or, within one grid point (``tag``), different composed
+    configs (a config default changed between them: the older runs are stale). A cell's grid points
+    differ in config by design; they must still share the code and the CPU kind to be compared."""
+    _refuse_mixed(records, 'code versions', code_version)
+    _refuse_mixed(records, 'CPU kinds', cpu_kind)
+    for point in _by_tag(records).values():
+        _refuse_mixed(point, 'configs', _config_digest)
+
+
+def _refuse_mixed(records: list[dict], what: str, version) -> None:
+    by_version = defaultdict(list)
+    for r in records:
+        by_version[version(r)].append(_name(r))
+    if len(by_version) > 1:
+        listing = '; '.join(f'{v}: {", ".join(names)}' for v, names in sorted(by_version.items()))
+        raise ValueError(f'a table cell mixes runs from {len(by_version)} {what}, refusing to average '
+                         f'them (re-make the older runs): {listing}')
+
+
+def _by_tag(records: list[dict]) -> dict:
+    """A cell's runs per grid point (``tag``; '' is the default configuration), in first-seen order."""
+    by_tag = defaultdict(list)
+    for r in records:
+        by_tag[r.get('tag', '')].append(r)
+    return by_tag
+
+
+def _flat(tree: dict, prefix: str = '') -> dict:
+    """A nested config as {dotted key: value}, the form of ``--set`` keys and declared controls."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+def is_control_of(run: dict, control: dict) -> bool:
+    """Whether ``control`` is ``run``'s own control: ``run``'s composed config with the overrides its
+    method declares for that control (``config.controls[tag]``) is ``control``'s config. So a grid
+    point's fine-tuning control is the default's only where the point changes target weights alone."""
+    overrides = (run.get('config') or {}).get('controls', {}).get(control.get('tag'))
+    return overrides is not None and {**_flat(run['config']), **overrides} == _flat(control.get('config') or {})
 
 
 def paired_delta(runs: list[dict], reference: list[dict], split: str = 'target_all',
@@ -149,9 +183,7 @@ def select(records: list[dict], split: str, criterion: str = 'target_all') -> tu
     ``criterion`` is the metrics split whose mean IoU picks the point: ``target_all`` (the
     paper's: the reported target IoU itself) or ``target_test`` (the held-out 20 % split).
     """
-    by_tag = defaultdict(list)
-    for r in records:
-        by_tag[r.get('tag', '')].append(r)
+    by_tag = _by_tag(records)
     if len(by_tag) <= 1:
         return records, ''
 
@@ -193,7 +225,7 @@ def table1(records: list[dict]) -> pd.DataFrame:
 
 
 def table2_cells(records: list[dict], criterion: str = 'target_all'):
-    """Each Table 2 cell as (method, target, net, chosen records, chosen tag, number of grid points)."""
+    """Each Table 2 cell as (method, target, net, chosen records, chosen tag, every record of the cell)."""
     for method in TABLE2_METHODS:
         for target in TARGET_NAMES:
             for net in ('unet', 'deeplabv3plus'):
@@ -201,13 +233,14 @@ def table2_cells(records: list[dict], criterion: str = 'target_all'):
                         and _target_key(r) == target and r.get('study', 'main') == 'main']
                 check_one_version(cell)
                 chosen, tag = select(cell, 'target_all', criterion)
-                yield method, target, net, chosen, tag, len({r.get('tag', '') for r in cell})
+                yield method, target, net, chosen, tag, cell
 
 
 def table2(records: list[dict], criterion: str = 'target_all') -> tuple[pd.DataFrame, list[str]]:
     """Seed 002 Table 2: UDA on the whole target set, UNet and DeepLabv3+, IoU and Dice."""
     rows, notes = defaultdict(dict), []
-    for method, target, net, chosen, tag, points in table2_cells(records, criterion):
+    for method, target, net, chosen, tag, cell in table2_cells(records, criterion):
+        points = len(_by_tag(cell))
         if points > 1:
             notes.append(f'{METHOD_NAMES[method]}, {TARGET_NAMES[target]}, {NET_NAMES[net]}: best of '
                          f'{points} runs by mean IoU on {criterion}: {tag or "the default configuration"}')
@@ -219,6 +252,27 @@ def table2(records: list[dict], criterion: str = 'target_all') -> tuple[pd.DataF
     if not frame.empty:
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     return frame, notes
+
+
+def grid_table(records: list[dict], criterion: str = 'target_all') -> pd.DataFrame:
+    """Seed 000 §2.2's grids in full: for every Table 2 cell with several points, each point's target
+    IoU (mean ± std over seeds), its paired difference to the default configuration on the same seed
+    (95 % t interval) and an x at the point Table 2 shows (best mean IoU on ``criterion``)."""
+    rows, methods = defaultdict(dict), []
+    for method, target, net, chosen, tag, cell in table2_cells(records, criterion):
+        points = _by_tag(cell)
+        if len(points) < 2:
+            continue
+        methods += [method] if method not in methods else []
+        where = f'{TARGET_NAMES[target]} {NET_NAMES[net]}'
+        for point, runs in points.items():
+            row = rows[(method, point)]
+            row[f'{where} IoU'] = _cell(_values(runs, 'target_all', 'iou'))
+            row[f'{where} − default'] = _delta_cell(paired_delta(runs, points.get('', []))) if point else ''
+            row[f'{where} chosen'] = 'x' if point == tag else ''
+    order = sorted(rows, key=lambda key: (methods.index(key[0]), key[1] != '', key[1]))
+    frame = pd.DataFrame([{'method': METHOD_NAMES[m], 'point': p or 'default', **rows[(m, p)]} for m, p in order])
+    return frame.fillna(MISSING)
 
 
 BASELINE = 'source_only'
@@ -235,8 +289,8 @@ def delta_table(records: list[dict], criterion: str = 'target_all',
     cells = list(table2_cells(records, criterion))
     baseline = {(t, n): chosen for m, t, n, chosen, _, _ in cells if m == BASELINE}
     controls = [r for r in records if r.get('study') == 'controls' and r.get('tag') == finetune_tag]
-    rows, notes = defaultdict(dict), []
-    for method, target, net, chosen, _, _ in cells:
+    rows, notes, unpaired = defaultdict(dict), [], []
+    for method, target, net, chosen, tag, _ in cells:
         if method == BASELINE or not chosen:
             continue
         where = (TARGET_NAMES[target], NET_NAMES[net])
@@ -245,7 +299,13 @@ def delta_table(records: list[dict], criterion: str = 'target_all',
         control = [r for r in controls if r['method'] == method and r['net'] == net and _target_key(r) == target]
         if control:
             check_one_version(control)
-            rows[METHOD_NAMES[method]][(*where, 'vs fine-tuning')] = _delta_cell(paired_delta(chosen, control))
+            own = is_control_of(chosen[0], control[0])
+            rows[METHOD_NAMES[method]][(*where, 'vs fine-tuning')] = (
+                _delta_cell(paired_delta(chosen, control)) if own else MISSING)
+            if not own:
+                unpaired.append(f'{METHOD_NAMES[method]}, {", ".join(where)}: the chosen grid point {tag} changes more '
+                                'than the target weights, so the fine-tuning control (of the default configuration) '
+                                'is not its own: not paired.')
     frame = pd.DataFrame.from_dict(rows, orient='index')
     if not frame.empty:
         frame = frame.fillna(MISSING)
@@ -257,7 +317,7 @@ def delta_table(records: list[dict], criterion: str = 'target_all',
                      'excludes 0; n shown when below 3; the grid point is the one Table 2 shows.')
         if not controls:
             notes.append(f'No fine-tuning control (study controls, tag {finetune_tag}) among the result files.')
-    return frame, notes
+    return frame, notes + unpaired
 
 
 POSITIVE_TAGS = ('positive_f0.2', 'positive_f1.0')
@@ -620,6 +680,10 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
         'table1': lambda: (table1(records), f'Table 1: supervised on target, 80/20 split, {stat} ({where})', []),
         'table2': table2_with_notes,
         'table2_deltas': deltas_with_notes,
+        'grids': lambda: (grid_table(records, criterion), 'Grids (seed 000 §2.2): target IoU of every declared point, '
+                          f'{stat}, and its paired difference to the default configuration with 95 % Student-t '
+                          f'intervals ({where})', ['chosen: the point Table 2 shows (best mean target IoU on '
+                                                   f'{criterion}); ' + starred[0], CPU_NOTE]),
         'table4': lambda: (table4(records), f'Table 4: GLSS ablation, DeepLabv3+, target IoU, {stat}, and each '
                            'reduced model minus the full one on the same seed with 95 % Student-t intervals '
                            f'({where})', starred),

@@ -113,6 +113,13 @@ def _seeded(method, ious, target='hand', net='unet', **kw):
     return [{**record(method, target, v, net=net, seed=s, **kw), 'git_commit': 'abc'} for s, v in enumerate(ious)]
 
 
+def _configured(method, ious, study='main', tag='', **method_cfg):
+    """Seeded runs of ``method`` with a composed config that declares the fine-tuning control (the
+    adversarial weight set to 0), as a method config does."""
+    config = {'method': method_cfg, 'controls': {'finetune': {'method.lambda_adv': 0.0}}}
+    return [{**r, 'tag': tag, 'config': config} for r in _seeded(method, ious, study=study)]
+
+
 def test_paired_delta_against_a_hand_computed_t_interval():
     from udabench.tables import delta_table, paired_delta
     # differences per seed: +0.10, +0.15, +0.20 -> mean 0.15, sd 0.05, t(0.975, 2) = 4.302653
@@ -142,12 +149,42 @@ def test_paired_delta_pairs_by_seed_and_marks_only_intervals_excluding_zero():
 def test_delta_against_the_finetuning_control_of_the_controls_study():
     from udabench.tables import FINETUNE_TAG, delta_table
     so = _seeded('source_only', (0.30, 0.50, 0.10))
-    bdl = _seeded('bdl', (0.40, 0.60, 0.20))
-    control = [{**r, 'tag': FINETUNE_TAG} for r in _seeded('bdl', (0.40, 0.60, 0.20), study='controls')]
+    bdl = _configured('bdl', (0.40, 0.60, 0.20), lr=2.5e-4, lambda_adv=1e-3)
+    control = _configured('bdl', (0.40, 0.60, 0.20), study='controls', tag=FINETUNE_TAG, lr=2.5e-4, lambda_adv=0.0)
     frame, notes = delta_table(so + bdl + control)
     assert frame.loc['BDL', ('Hand Gesture', 'UNet', 'vs Source Only')] == '+0.100 [+0.100, +0.100] *'
     assert frame.loc['BDL', ('Hand Gesture', 'UNet', 'vs fine-tuning')] == '+0.000 [+0.000, +0.000]'
     assert len(notes) == 1
+
+
+def test_a_grid_point_is_read_against_the_finetuning_control_only_when_it_is_its_own():
+    from udabench.tables import FINETUNE_TAG, delta_table
+    so = _seeded('source_only', (0.30, 0.50, 0.10))
+    default = _configured('dada', (0.40, 0.60, 0.20), lr=2.5e-4, lambda_adv=1e-3)
+    control = _configured('dada', (0.40, 0.60, 0.20), study='controls', tag=FINETUNE_TAG, lr=2.5e-4, lambda_adv=0.0)
+    lower_lr = _configured('dada', (0.50, 0.70, 0.30), tag='lr=0.0001', lr=1e-4, lambda_adv=1e-3)
+    frame, notes = delta_table(so + default + control + lower_lr)      # the lr point wins Table 2's cell
+    assert frame.loc['DADA', ('Hand Gesture', 'UNet', 'vs Source Only')] == '+0.200 [+0.200, +0.200] *'
+    assert frame.loc['DADA', ('Hand Gesture', 'UNet', 'vs fine-tuning')] == MISSING   # its control has lr 1e-4
+    assert any('lr=0.0001' in n and 'not its own' in n for n in notes)
+    heavier = _configured('dada', (0.55, 0.75, 0.35), tag='lambda_adv=0.005', lr=2.5e-4, lambda_adv=5e-3)
+    frame, _ = delta_table(so + default + control + lower_lr + heavier)   # a target weight: same control
+    assert frame.loc['DADA', ('Hand Gesture', 'UNet', 'vs fine-tuning')] == '+0.150 [+0.150, +0.150] *'
+
+
+def test_grid_table_lists_every_point_against_the_default_and_marks_the_chosen_one():
+    from udabench.tables import grid_table
+    default = _configured('dada', (0.40, 0.60, 0.20), lr=2.5e-4, lambda_adv=1e-3)
+    lower_lr = _configured('dada', (0.50, 0.65, 0.30), tag='lr=0.0001', lr=1e-4, lambda_adv=1e-3)
+    frame = grid_table(_seeded('source_only', (0.3, 0.5, 0.1)) + default + lower_lr).set_index(['method', 'point'])
+    assert list(frame.index) == [('DADA', 'default'), ('DADA', 'lr=0.0001')]
+    row = frame.loc[('DADA', 'lr=0.0001')]
+    d = t_interval([0.10, 0.05, 0.10])
+    assert row['Hand Gesture UNet IoU'] == '0.483 ± 0.176'
+    assert row['Hand Gesture UNet − default'] == f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] *"
+    assert row['Hand Gesture UNet chosen'] == 'x' and frame.loc[('DADA', 'default'), 'Hand Gesture UNet chosen'] == ''
+    assert frame.loc[('DADA', 'default'), 'Hand Gesture UNet − default'] == ''
+    assert grid_table(default).empty                                   # one point: no grid
 
 
 def test_a_cell_mixing_configs_is_refused():
