@@ -150,36 +150,59 @@ def _finished_here(path: Path, config: dict, threads: int | None) -> bool:
             and (threads is None or record.get('threads') == threads))
 
 
+#: How a run's CPU time is estimated, most specific first: from earlier runs of its method on its
+#: net, target and study; else of its method on its net (marked ``~net``); else of its method on any
+#: net (``~method``). A GLSS run on hand trains a VAE that SNV reuses, so the target matters.
+ESTIMATE_LEVELS = (('', ('method', 'net', 'target', 'study', 'profile')),
+                   ('~net', ('method', 'net', 'profile')),
+                   ('~method', ('method', 'profile')))
+
+
 def cpu_time_estimates(results_dir: Path) -> dict:
-    """(method, net, profile) -> mean CPU-seconds per run (measured wall time x threads) of the
-    result files under ``results_dir``."""
+    """(level mark, key fields' values) -> mean CPU-seconds per run (measured wall time x threads)
+    of the result files under ``results_dir``, for every level of ``ESTIMATE_LEVELS``."""
     seconds = defaultdict(list)
     for path in Path(results_dir).rglob('*.json'):
         try:
             r = json.loads(path.read_text())
-            seconds[(r['method'], r['net'], r['profile'])].append(
-                float(r['wall_time_s']['total']) * int(r.get('threads') or 1))
+            cpu_s = float(r['wall_time_s']['total']) * int(r.get('threads') or 1)
         except (ValueError, KeyError, TypeError):
             continue               # not a result file, or one from before these fields
+        for mark, fields in ESTIMATE_LEVELS:
+            if all(f in r for f in fields):
+                seconds[(mark, tuple(r[f] for f in fields))].append(cpu_s)
     return {k: sum(v) / len(v) for k, v in seconds.items()}
+
+
+def estimate(spec: RunSpec, estimates: dict) -> tuple[float | None, str]:
+    """The CPU-seconds of ``spec`` from ``cpu_time_estimates`` at the most specific level that has
+    earlier runs, and that level's mark; ``(None, '')`` where none has."""
+    for mark, fields in ESTIMATE_LEVELS:
+        seconds = estimates.get((mark, tuple(getattr(spec, f) for f in fields)))
+        if seconds is not None:
+            return seconds, mark
+    return None, ''
 
 
 def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, cores: int, threads: int) -> str:
     """What would run, with the estimated CPU time of each from earlier result files."""
     estimates = cpu_time_estimates(results_dir)
-    lines, total, unknown = [], 0.0, 0
+    lines, total, unknown, coarse = [], 0.0, 0, defaultdict(int)
     for spec in todo:
-        est = estimates.get((spec.method, spec.net, spec.profile))
+        est, mark = estimate(spec, estimates)
         total += est or 0.0
         unknown += est is None
-        lines.append(f'{run_key(spec):<90} ' + (f'{est:8.0f} CPU-s' if est is not None else '       ? CPU-s'))
+        coarse[mark] += est is not None and bool(mark)
+        lines.append(f'{run_key(spec):<90} ' + (f'{est:8.0f} CPU-s {mark}'.rstrip() if est is not None
+                                                 else '       ? CPU-s'))
     parallel = max(1, cores // threads)
+    fallbacks = ', '.join(f'{mark}: {coarse[mark]}' for mark, _ in ESTIMATE_LEVELS[1:])
     lines.append(f'{len(todo)} of {len(runs)} runs to make ({len(runs) - len(todo)} finished); estimated '
                  f'{total:.0f} CPU-s = {total / 3600:.2f} CPU-h, about {total / threads / parallel / 3600:.2f} h wall '
                  f'with {parallel} run(s) of {threads} thread(s) at once'
-                 + (f'; {unknown} run(s) have no earlier result of the same method/net/profile (not counted)'
-                    if unknown else '')
-                 + ' (mean of wall time x threads of the result files under ' f'{results_dir})')
+                 + (f'; {unknown} run(s) have no earlier result of their method (not counted)' if unknown else '')
+                 + f' (mean of wall time x threads of the result files under {results_dir}: of the same method, '
+                 f'net, target and study, else ({fallbacks} runs) of the method on the net, on any net)')
     return '\n'.join(lines)
 
 

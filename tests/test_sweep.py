@@ -111,6 +111,28 @@ def test_dry_run_estimates_cpu_time_from_earlier_result_files(tmp_path, capsys):
     assert not (tmp_path / 'work').exists()                     # nothing ran
 
 
+def test_dry_run_estimate_prefers_the_same_target_and_study_then_falls_back_to_other_nets(tmp_path):
+    def result(name, seconds, **fields):
+        path = tmp_path / 'runs' / f'{name}.json'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(profile='cpu', threads=1, wall_time_s=dict(total=seconds), **fields)))
+    result('a', 2000.0, method='glss', net='unet', target='hand', study='main')
+    result('b', 300.0, method='glss', net='unet', target='snv', study='main')
+    result('c', 50.0, method='oracle', net='unet', target='hand', study='main')
+    result('d', 70.0, method='oracle', net='deeplabv3plus', target='hand', study='main')
+    spec = lambda method, net, target, study='main': RunSpec(method=method, target=target, net=net, profile='cpu',
+                                                            study=study)
+    todo = [spec('glss', 'unet', 'snv'), spec('glss', 'unet', 'hand', 'fraction'), spec('oracle', 'fpn', 'snv'),
+            spec('bdl', 'unet', 'hand')]
+    lines = sweep.dry_run_report(todo, todo, tmp_path / 'runs', cores=2, threads=1).splitlines()
+    assert lines[0].endswith('300 CPU-s')                      # SNV's own runs, not the mean with hand's
+    assert lines[1].endswith('1150 CPU-s ~net')                # another study: the method on this net
+    assert lines[2].endswith('60 CPU-s ~method')               # a net never run: the method on other nets
+    assert lines[3].endswith('? CPU-s')
+    assert 'estimated 1510 CPU-s' in lines[-1] and '1 run(s) have no earlier result' in lines[-1]
+    assert '~net: 1, ~method: 1' in lines[-1]
+
+
 def test_local_sweep_writes_every_result_then_submits_nothing(tmp_path, capsys):
     from tools_sweep import main
     assert main(_cli(tmp_path, '--plan', 'smoke', '--launcher', 'local', '--cores', '2', '--timeout-min', '5')) == 0
