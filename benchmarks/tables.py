@@ -181,16 +181,22 @@ def select(records: list[dict], split: str, criterion: str = 'target_all') -> tu
     """Among one cell's records (several grid points x seeds), those of the best grid point.
 
     ``criterion`` is the metrics split whose mean IoU picks the point: ``target_all`` (the
-    paper's: the reported target IoU itself) or ``target_test`` (the held-out 20 % split).
+    paper's: the reported target IoU itself) or ``target_test`` (the held-out 20 % split). Only the
+    points made on every seed of the cell compete (a point still being made is not chosen on a mean
+    over fewer seeds); where none is, those with the most seeds.
     """
     by_tag = _by_tag(records)
     if len(by_tag) <= 1:
         return records, ''
+    seeds = {tag: {r['seed'] for r in rs} for tag, rs in by_tag.items()}
+    every_seed = set().union(*seeds.values())
+    candidates = [t for t in by_tag if seeds[t] == every_seed] or \
+        [t for t in by_tag if len(seeds[t]) == max(map(len, seeds.values()))]
 
     def score(rs):
         vals = [r['metrics'][criterion]['iou'] for r in rs if criterion in r['metrics']]
         return np.mean(vals) if vals else -np.inf
-    best = max(by_tag, key=lambda t: score(by_tag[t]))
+    best = max(candidates, key=lambda t: score(by_tag[t]))
     return by_tag[best], best
 
 

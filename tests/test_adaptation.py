@@ -70,6 +70,17 @@ def test_grid_selection_takes_the_best_point_and_says_so():
     assert select(records, 'target_all', 'target_test')[1] == 'a'
 
 
+def test_grid_selection_compares_only_points_made_on_every_seed_of_the_cell():
+    """A point still being made (fewer seeds) is not chosen on a mean over other seeds."""
+    def rec(tag, seed, iou):
+        return dict(tag=tag, seed=seed, metrics={'target_all': {'iou': iou}})
+    records = [rec('', s, 0.4) for s in (0, 1, 2)] + [rec('b', 0, 0.9)] + [rec('c', s, 0.45) for s in (0, 1, 2)]
+    chosen, tag = select(records, 'target_all')
+    assert tag == 'c' and len(chosen) == 3
+    assert select(records[:4], 'target_all')[1] == ''
+    assert select([rec('a', 0, 0.3), rec('b', 0, 0.5)], 'target_all')[1] == 'b'   # one seed each: comparable
+
+
 @pytest.mark.parametrize('bn, statistics_move, train_mode, affine_trains', [
     ('affine_frozen', True, True, False), ('frozen', False, False, False), ('trained', True, True, True)])
 def test_batchnorm_modes_default_as_the_originals(bn, statistics_move, train_mode, affine_trains):
