@@ -31,7 +31,7 @@ def test_cpu_plan_lists_every_run_behind_every_table():
     other_grids = ('dada', 'bdl', 'dise', 'cosine_similarity', 'depth_distribution')
     expected = {'Table 1': 5 * 2, 'Table 2': 8 * 2 * 2 + 3 * 2, 'AdaptSegNet grid': grid['adaptsegnet'] * 2,
                 'other grids': sum(grid[m] for m in other_grids) * 2,
-                'seeds': 2 * 2, 'Table 4': grid['glss_ablation'] * 2, 'Fig. 5': grid['glss_ls_study'] * 2,
+                'Table 4': grid['glss_ablation'] * 2, 'Fig. 5': grid['glss_ls_study'] * 2,
                 'fraction': 6 * 3, 'controls': 6 * 2 * 2 * 3 + 2 * 2, 'GAN vs VAE': 2, 'Table 3': 12}
     assert grid['glss_ablation'] == 8 and grid['dada'] == 9 and len(runs) == seeds * sum(expected.values())
     assert {s.seed for s in runs} == {0, 1, 2} and {s.profile for s in runs} == {'cpu'}

@@ -86,11 +86,18 @@ def test_fraction_table_reference_row_is_the_untagged_table2_run():
     assert '| SNV ' in md and "('SNV'" not in md        # index levels become columns, not tuples
 
 
-def test_seed_table_mean_std_and_range():
-    frame = seed_table([record('source_only', 'hand', v, seed=s, study='seeds') for s, v in enumerate((0.2, 0.4, 0.6))]
-                       + [record('source_only', 'hand', 0.9, study='main')])        # other studies are ignored
-    cell = frame.loc[('Source Only', 'DeepLabv3+')]['Hand Gesture IoU']
-    assert cell == f'0.400 ± {0.2:.3f} [0.200, 0.600]'
+def test_seed_table_reads_the_table2_source_only_runs_and_seed_studies():
+    main = [record('source_only', 'hand', v, seed=s) for s, v in enumerate((0.2, 0.4, 0.6))]
+    extra = [record('source_only', 'hand', v, seed=s, study='seeds') for s, v in enumerate((0.1, 0.3, 0.5, 0.7))]
+    frame = seed_table(main + extra + [record('adaptsegnet', 'hand', 0.9),                 # not Source Only
+                                       {**record('source_only', 'hand', 0.9), 'tag': 'x'}])  # not the default
+    assert frame.loc[('Source Only', 'DeepLabv3+', 'main')]['Hand Gesture IoU'] == f'0.400 ± {0.2:.3f} [0.200, 0.600]'
+    assert frame.loc[('Source Only', 'DeepLabv3+', 'seeds')]['Hand Gesture IoU'].endswith('[0.100, 0.700]')
+    assert len(frame) == 2
+    urban = [record('source_only', 'cityscapes', 0.0, seed=s) for s in (0, 1)]
+    for r, miou in zip(urban, (0.1, 0.3)):
+        r['metrics'] = {'target_test': {'miou16': miou}}
+    assert seed_table(urban).iloc[0]['cityscapes mIoU-16'].endswith('[0.100, 0.300]')  # read by its headline
 
 
 def test_table2_notes_which_run_of_a_grid_chose_the_cell():
@@ -257,7 +264,7 @@ def test_a_cell_mixing_code_versions_is_refused_with_the_files_named(tmp_path):
     stale.write_text('an old table 2')
     assert make_tables(['--results', str(tmp_path / 'runs'), '--out', str(tmp_path / 'tables')]) == 2
     assert not stale.exists()                                   # refused: the old file is not left behind
-    assert (tmp_path / 'tables' / 'smoke_synthetic' / 'seed_spread.md').exists()   # the other tables are written
+    assert (tmp_path / 'tables' / 'smoke_synthetic' / 'gan_vs_vae.md').exists()    # the other tables are written
 
 
 def test_controls_table_pairs_each_control_with_the_finetuning_control_of_the_same_seed():

@@ -48,8 +48,6 @@ groups = [
     dict(table='Supplement Table 1 (SNV)', methods=['adaptsegnet', 'bdl', 'clan', 'advent', 'dada', 'glss'],
          nets=['deeplabv3plus'], targets=['snv'], study='fraction',
          variants=[dict(tag=f'f{f}', set={'method.target_fraction': f}) for f in (0.6, 0.4, 0.2)]),
-    dict(table='Seed spread', methods=['source_only'], nets=['deeplabv3plus', 'unet'], targets=['hand', 'snv'],
-         study='seeds'),
     dict(table='Table 1', methods=['oracle'], nets=['unet', 'deeplabv3plus', 'fpn', 'linknet', 'pspnet'],
          targets=['hand', 'snv']),
     # The other declared grids, on DeepLabv3+ as seed 000 §2.2 (the UNet column runs the default point):
