@@ -554,18 +554,21 @@ def seed_table(records: list[dict]) -> pd.DataFrame:
     metric (skin: IoU on the whole target; urban: held-out mIoU-16), for Table 2's default Source Only
     runs (study ``main``) and any ``--study seeds`` runs (e.g. more seeds than the plan's three), one
     row per method, net and study."""
-    study = [r for r in records if r.get('study') == 'seeds'
-             or (r.get('study', 'main') == 'main' and r['method'] == 'source_only' and not r.get('tag'))]
+    cells: dict[tuple, dict[str, list]] = {}   # (method, net, study) -> target -> records
+    for r in records:
+        study = r.get('study', 'main')
+        if study == 'seeds' or (study == 'main' and r['method'] == 'source_only' and not r.get('tag')):
+            cells.setdefault((r['method'], r['net'], study), {}).setdefault(_target_key(r), []).append(r)
+    targets = sorted({target for by_target in cells.values() for target in by_target})
     rows = {}
-    for method, net, name in sorted({(r['method'], r['net'], r.get('study', 'main')) for r in study}):
+    for (method, net, study), by_target in sorted(cells.items()):
         row = {}
-        for target in sorted({_target_key(r) for r in study}):
-            vals = _values([r for r in study if (r['method'], r['net'], r.get('study', 'main'), _target_key(r))
-                            == (method, net, name, target)], *headline(target))
+        for target in targets:
+            vals = _values(by_target.get(target, []), *headline(target))
             ok = [v for v in vals if not np.isnan(v)]
             row[f'{TARGET_NAMES.get(target, target)} {"mIoU-16" if target == URBAN_TARGET else "IoU"}'] = (
                 _cell(vals) + (f' [{min(ok):.3f}, {max(ok):.3f}]' if len(ok) > 1 else ''))
-        rows[(METHOD_NAMES.get(method, method), NET_NAMES.get(net, net), name)] = row
+        rows[(METHOD_NAMES.get(method, method), NET_NAMES.get(net, net), study)] = row
     frame = pd.DataFrame.from_dict(rows, orient='index')
     if not frame.empty:
         frame.index = pd.MultiIndex.from_tuples(frame.index, names=['method', 'net', 'study'])
