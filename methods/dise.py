@@ -18,7 +18,9 @@ Deviations: the perceptual network is a frozen copy of the Source Only network's
 feature levels weighted 1/32 ... 1 from shallow to deep), not ImageNet VGG19, whose weights cannot
 be had here. The private texture encoders read the image, not the shared encoder's low-level
 features, and the decoder takes no domain flag (kept simpler; not yet matched). The poly horizon is
-the stop iteration (the original's ratio was not checked).
+the stop iteration (the original's ratio was not checked). With ``lambda_label_transfer`` 0 (the
+fine-tuning control) the translations are not passed through the segmentation network: their
+forward in train mode would move its BatchNorm statistics toward the untrained decoder's images.
 """
 from __future__ import annotations
 
@@ -155,15 +157,17 @@ class DISE(TargetAdaptation):
         rec_s, rec_t = self.decoder(src['structure'], cs), self.decoder(out['structure'], ct)
         s2t, t2s = self.decoder(src['structure'], ct), self.decoder(out['structure'], cs)
         self._translations = (s2t.detach(), t2s.detach())
-        main, aux = self.net(s2t.detach(), with_aux=True)
-        return {
-            'label_transfer': self.lambda_label_transfer * self.seg_terms(main, aux, batch['ys']),
+        losses = {
             'rec_self': self.lambda_rec_self * (self.perceptual_distance(rec_s, xs) + self.perceptual_distance(rec_t, xt)),
             'gan': self.lambda_gan * (lsgan_loss(self.image_discs['target'](s2t), True)
                                       + lsgan_loss(self.image_discs['source'](t2s), True)),
             'rec_translation': self.lambda_rec_translation * (self.translation_distance(s2t, xs, xt)
                                                               + self.translation_distance(t2s, xt, xs)),
         }
+        if self.lambda_label_transfer:   # at weight 0 (the fine-tuning control) the net must not see the translations
+            main, aux = self.net(s2t.detach(), with_aux=True)
+            losses['label_transfer'] = self.lambda_label_transfer * self.seg_terms(main, aux, batch['ys'])
+        return losses
 
     def train_step(self, batch, it, seg_opt, disc_opt):
         translation_opt, image_opt = self.extra_optimizers['translation'], self.extra_optimizers['image_disc']

@@ -232,6 +232,25 @@ def test_dise_lambda_seg_weighs_the_auxiliary_head(tmp_path):
     assert method.image_disc_optimizer['betas'] == (0.5, 0.999)
 
 
+def bn_statistics(module):
+    return [b.clone() for n, b in module.named_buffers() if n.endswith(('running_mean', 'running_var'))]
+
+
+@pytest.mark.parametrize('label_transfer', [0.0, 1.0])
+def test_dise_label_transfer_at_weight_0_leaves_the_nets_batchnorm_statistics_alone(tmp_path, label_transfer):
+    """The fine-tuning control sets every target weight 0; a forward of the (then untrained) translations
+    through the segmentation net in train mode would still move its BatchNorm statistics."""
+    torch.manual_seed(0)
+    method, ctx = built(tmp_path, 'dise', bn='affine_frozen', lambda_label_transfer=label_transfer)
+    batch = batch_of(ctx)
+    method.source_loss(method.outputs(batch['xs']), batch)
+    out = method.outputs(batch['xt'])
+    before = bn_statistics(method.net)
+    losses = method.target_loss(out, batch, 0)
+    unchanged = all(torch.equal(a, b) for a, b in zip(before, bn_statistics(method.net)))
+    assert unchanged == (label_transfer == 0) and ('label_transfer' in losses) == (label_transfer != 0)
+
+
 def test_adaptation_run_records_discriminator_and_gradient_diagnostics(smoke_run):
     record, path = smoke_run('adaptsegnet', net='unet')
     diag = record['adaptation_diagnostics']['adaptation']
