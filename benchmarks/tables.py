@@ -712,7 +712,8 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
             controls_table(records), f'Controls: target IoU, {stat}, and paired differences to the fine-tuning '
             f'control with 95 % Student-t intervals ({where})',
             ['cityscapes rows: mIoU-16 on the held-out target split, as Table 3. fine-tuning: every target weight 0 '
-             '(BatchNorm statistics still see the target batches; BDL\'s source images are still translated; DISE\'s translations do not reach the network); '
+             '(BatchNorm statistics still see the target batches; BDL\'s source images are still translated; '
+             'DISE\'s translations do not reach the network); '
              'positive_f<x>: every target weight x100, training on the fraction x of the target; * where the '
              'interval excludes 0.']),
         'table3': lambda: (table3(records), 'Table 3: SYNTHIA -> Cityscapes, mIoU-13 / mIoU-16 on the held-out '
