@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import signal
+import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -151,8 +152,10 @@ def _finished_here(path: Path, config: dict, threads: int | None) -> bool:
 
 
 #: How a run's CPU time is estimated, most specific first: from earlier runs of its method on its
-#: net, target and study; else of its method on its net (marked ``~net``); else of its method on any
-#: net (``~method``). A GLSS run on hand trains a VAE that SNV reuses, so the target matters.
+#: net, target and study; else of its method on its net (marked ``~net``); else of its method on the
+#: other nets, each scaled by how much dearer this net is for the methods run on both (``~net×``, see
+#: ``scaled_from_other_nets``); else of its method on any net (``~method``). A GLSS run on hand trains
+#: a VAE that SNV reuses, so the target matters.
 ESTIMATE_LEVELS = (('', ('method', 'net', 'target', 'study', 'profile')),
                    ('~net', ('method', 'net', 'profile')),
                    ('~method', ('method', 'profile')))
@@ -174,10 +177,33 @@ def cpu_time_estimates(results_dir: Path) -> dict:
     return {k: sum(v) / len(v) for k, v in seconds.items()}
 
 
+SCALED_MARK = '~net×'
+
+
+def scaled_from_other_nets(spec: RunSpec, estimates: dict) -> float | None:
+    """Mean over the nets ``spec``'s method has run on of its CPU-seconds there times the median, over
+    the methods run on both nets, of (their mean on ``spec.net``) / (their mean on that net); None
+    where no net has both. (A method's cost ratio between nets varies, 1.2-3.6 for UNet over
+    DeepLabv3+ on ``cpu``, but an unscaled other net's mean is off by that whole ratio.)"""
+    per_net = {(m, n): s for (mark, key), s in estimates.items() if mark == '~net'
+               for m, n, profile in [key] if profile == spec.profile}
+    scaled = []
+    for (method, other), seconds in per_net.items():
+        if method != spec.method or other == spec.net:
+            continue
+        ratios = [s / per_net[(m, other)] for (m, n), s in per_net.items()
+                  if n == spec.net and m != spec.method and (m, other) in per_net]
+        if ratios:
+            scaled.append(seconds * statistics.median(ratios))
+    return sum(scaled) / len(scaled) if scaled else None
+
+
 def estimate(spec: RunSpec, estimates: dict) -> tuple[float | None, str]:
     """The CPU-seconds of ``spec`` from ``cpu_time_estimates`` at the most specific level that has
     earlier runs, and that level's mark; ``(None, '')`` where none has."""
     for mark, fields in ESTIMATE_LEVELS:
+        if mark == '~method' and (scaled := scaled_from_other_nets(spec, estimates)) is not None:
+            return scaled, SCALED_MARK
         seconds = estimates.get((mark, tuple(getattr(spec, f) for f in fields)))
         if seconds is not None:
             return seconds, mark
@@ -196,13 +222,14 @@ def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, 
         lines.append(f'{run_key(spec):<90} ' + (f'{est:8.0f} CPU-s {mark}'.rstrip() if est is not None
                                                  else '       ? CPU-s'))
     parallel = max(1, cores // threads)
-    fallbacks = ', '.join(f'{mark}: {coarse[mark]}' for mark, _ in ESTIMATE_LEVELS[1:])
+    fallbacks = ', '.join(f'{mark}: {coarse[mark]}' for mark in ('~net', SCALED_MARK, '~method'))
     lines.append(f'{len(todo)} of {len(runs)} runs to make ({len(runs) - len(todo)} finished); estimated '
                  f'{total:.0f} CPU-s = {total / 3600:.2f} CPU-h, about {total / threads / parallel / 3600:.2f} h wall '
                  f'with {parallel} run(s) of {threads} thread(s) at once'
                  + (f'; {unknown} run(s) have no earlier result of their method (not counted)' if unknown else '')
                  + f' (mean of wall time x threads of the result files under {results_dir}: of the same method, '
-                 f'net, target and study, else ({fallbacks} runs) of the method on the net, on any net)')
+                 f'net, target and study, else ({fallbacks} runs) of the method on the net, on other nets scaled by '
+                 f'the net cost ratio of the methods run on both, on any net)')
     return '\n'.join(lines)
 
 

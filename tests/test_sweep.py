@@ -130,7 +130,25 @@ def test_dry_run_estimate_prefers_the_same_target_and_study_then_falls_back_to_o
     assert lines[2].endswith('60 CPU-s ~method')               # a net never run: the method on other nets
     assert lines[3].endswith('? CPU-s')
     assert 'estimated 1510 CPU-s' in lines[-1] and '1 run(s) have no earlier result' in lines[-1]
-    assert '~net: 1, ~method: 1' in lines[-1]
+    assert '~net: 1, ~net×: 0, ~method: 1' in lines[-1]
+
+
+def test_dry_run_estimate_for_a_net_the_method_never_ran_scales_its_other_nets_by_the_net_cost_ratio(tmp_path):
+    runs = tmp_path / 'runs'
+    runs.mkdir()
+    for i, (method, net, seconds) in enumerate([('dise', 'deeplabv3plus', 240.0),
+                                                ('advent', 'deeplabv3plus', 60.0), ('advent', 'unet', 180.0),
+                                                ('clan', 'deeplabv3plus', 50.0), ('clan', 'unet', 100.0),
+                                                ('bdl', 'deeplabv3plus', 200.0), ('bdl', 'unet', 500.0),
+                                                ('oracle', 'unet', 40.0)]):
+        (runs / f'{i}.json').write_text(json.dumps(dict(profile='cpu', threads=1, wall_time_s=dict(total=seconds),
+                                                        method=method, net=net, target='hand', study='main')))
+    spec = lambda method, net: RunSpec(method=method, target='snv', net=net, profile='cpu', study='main')
+    todo = [spec('dise', 'unet'), spec('oracle', 'deeplabv3plus')]
+    lines = sweep.dry_run_report(todo, todo, runs, cores=2, threads=1).splitlines()
+    assert lines[0].endswith('600 CPU-s ~net×')         # 240 x median(3, 2, 2.5), not DeepLabv3+'s 240
+    assert lines[1].endswith('16 CPU-s ~net×')          # 40 x median(1/3, 1/2, 1/2.5)
+    assert '~net: 0, ~net×: 2, ~method: 0' in lines[-1]
 
 
 def test_local_sweep_writes_every_result_then_submits_nothing(tmp_path, capsys):
