@@ -155,9 +155,12 @@ def _finished_here(path: Path, config: dict, threads: int | None) -> bool:
 #: net, target and study; else of its method on its net (marked ``~net``); else of its method on the
 #: other nets, each scaled by how much dearer this net is for the methods run on both (``~net×``, see
 #: ``scaled_from_other_nets``); else of its method on any net (``~method``). A GLSS run on hand trains
-#: a VAE that SNV reuses, so the target matters.
+#: a VAE that SNV reuses, so the target matters. A level without key fields is computed from the
+#: ``~net`` level's means.
+SCALED_MARK = '~net×'
 ESTIMATE_LEVELS = (('', ('method', 'net', 'target', 'study', 'profile')),
                    ('~net', ('method', 'net', 'profile')),
+                   (SCALED_MARK, None),
                    ('~method', ('method', 'profile')))
 
 
@@ -172,12 +175,9 @@ def cpu_time_estimates(results_dir: Path) -> dict:
         except (ValueError, KeyError, TypeError):
             continue               # not a result file, or one from before these fields
         for mark, fields in ESTIMATE_LEVELS:
-            if all(f in r for f in fields):
+            if fields and all(f in r for f in fields):
                 seconds[(mark, tuple(r[f] for f in fields))].append(cpu_s)
     return {k: sum(v) / len(v) for k, v in seconds.items()}
-
-
-SCALED_MARK = '~net×'
 
 
 def scaled_from_other_nets(spec: RunSpec, estimates: dict) -> float | None:
@@ -185,8 +185,7 @@ def scaled_from_other_nets(spec: RunSpec, estimates: dict) -> float | None:
     the methods run on both nets, of (their mean on ``spec.net``) / (their mean on that net); None
     where no net has both. (A method's cost ratio between nets varies, 1.2-3.6 for UNet over
     DeepLabv3+ on ``cpu``, but an unscaled other net's mean is off by that whole ratio.)"""
-    per_net = {(m, n): s for (mark, key), s in estimates.items() if mark == '~net'
-               for m, n, profile in [key] if profile == spec.profile}
+    per_net = {key[:2]: s for (mark, key), s in estimates.items() if mark == '~net' and key[2] == spec.profile}
     scaled = []
     for (method, other), seconds in per_net.items():
         if method != spec.method or other == spec.net:
@@ -202,9 +201,8 @@ def estimate(spec: RunSpec, estimates: dict) -> tuple[float | None, str]:
     """The CPU-seconds of ``spec`` from ``cpu_time_estimates`` at the most specific level that has
     earlier runs, and that level's mark; ``(None, '')`` where none has."""
     for mark, fields in ESTIMATE_LEVELS:
-        if mark == '~method' and (scaled := scaled_from_other_nets(spec, estimates)) is not None:
-            return scaled, SCALED_MARK
-        seconds = estimates.get((mark, tuple(getattr(spec, f) for f in fields)))
+        seconds = (scaled_from_other_nets(spec, estimates) if fields is None
+                   else estimates.get((mark, tuple(getattr(spec, f) for f in fields))))
         if seconds is not None:
             return seconds, mark
     return None, ''
@@ -222,7 +220,7 @@ def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, 
         lines.append(f'{run_key(spec):<90} ' + (f'{est:8.0f} CPU-s {mark}'.rstrip() if est is not None
                                                  else '       ? CPU-s'))
     parallel = max(1, cores // threads)
-    fallbacks = ', '.join(f'{mark}: {coarse[mark]}' for mark in ('~net', SCALED_MARK, '~method'))
+    fallbacks = ', '.join(f'{mark}: {coarse[mark]}' for mark, _ in ESTIMATE_LEVELS[1:])
     lines.append(f'{len(todo)} of {len(runs)} runs to make ({len(runs) - len(todo)} finished); estimated '
                  f'{total:.0f} CPU-s = {total / 3600:.2f} CPU-h, about {total / threads / parallel / 3600:.2f} h wall '
                  f'with {parallel} run(s) of {threads} thread(s) at once'
