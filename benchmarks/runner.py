@@ -26,6 +26,7 @@ import torch
 from mmengine.config import Config
 
 from udabench import datasets as data_registry
+from udabench.datasets.base import RowView
 from udabench.registry import DATASETS, EVALUATORS, METHODS, build, lookup, registered
 
 from .engine import (StageRunner, TrainingDiverged, configure_backend, fingerprint, keep_freed_memory, locked,
@@ -167,24 +168,43 @@ def data_source_label(source, target) -> str:
     return f'mixed (source {source.data_source}, target {target.data_source})'
 
 
-def predict_all(method, data, device: str) -> dict:
-    """Every prediction step's skin probabilities over ``data``: ``{'final': (N, H, W), ...}``."""
-    images = data.normalised_images()
-    batch_size = getattr(method, 'predict_batch_size', 64)
-    out = defaultdict(list)
-    for start in range(0, len(data), batch_size):
-        batch = torch.as_tensor(images[start:start + batch_size], device=device)
-        for step, probs in method.predict_steps(batch).items():
-            out[step].append(probs.cpu().numpy())
-    return {step: np.concatenate(chunks) for step, chunks in out.items()}
+def scorer(task: str):
+    """The task's evaluator (``TASKS[task]['evaluator']``)."""
+    return build(EVALUATORS, TASKS[task]['evaluator'])
+
+
+def add_batch(evaluator, probs: np.ndarray, masks: np.ndarray) -> None:
+    """Add predictions ``probs`` to ``evaluator``: skin probabilities (N, H, W) against 0/1 masks, or
+    class probabilities (N, C, H, W) whose argmax is scored against class ids."""
+    evaluator.update(probs if probs.ndim == 3 else probs.argmax(1), masks)
 
 
 def score(probs: np.ndarray, masks: np.ndarray, task: str = 'skin') -> dict:
-    """The task's scores of predictions ``probs``: skin probabilities (N, H, W) against 0/1 masks,
-    or class probabilities (N, C, H, W) whose argmax is scored against class ids."""
-    evaluator = build(EVALUATORS, TASKS[task]['evaluator'])
-    evaluator.update(probs if probs.ndim == 3 else probs.argmax(1), masks)
+    """The task's scores of predictions ``probs`` over ``masks`` (``add_batch``)."""
+    evaluator = scorer(task)
+    add_batch(evaluator, probs, masks)
     return evaluator.compute()
+
+
+def evaluate(method, images: RowView, labels, task: str, device: str, test_idx: np.ndarray | None = None) -> dict:
+    """Every prediction step's scores of ``method`` on ``images`` (normalised) against ``labels``, a
+    batch read and predicted at a time (a real target is never held whole, nor its predictions):
+    ``{step: {'all': scores, 'test': scores}}``, 'test' over the rows ``test_idx`` (sorted) when
+    given. Scores are sums of pixel counts and per-image values in image order, so they equal those
+    of the whole set's predictions at once."""
+    evaluators = defaultdict(lambda: {'all': scorer(task), **({'test': scorer(task)} if test_idx is not None else {})})
+    start = 0
+    for rows in images.batches(getattr(method, 'predict_batch_size', None)):
+        stop = start + len(rows)
+        masks = labels[start:stop]
+        tested = None if test_idx is None else test_idx[(test_idx >= start) & (test_idx < stop)] - start
+        for step, probs in method.predict_steps(torch.as_tensor(rows, device=device)).items():
+            probs = probs.cpu().numpy()
+            add_batch(evaluators[step]['all'], probs, masks)
+            if tested is not None:
+                add_batch(evaluators[step]['test'], probs[tested], masks[tested])
+        start = stop
+    return {step: {k: e.compute() for k, e in by_set.items()} for step, by_set in evaluators.items()}
 
 
 def result_path(spec: RunSpec, data_source: str) -> Path:
@@ -246,9 +266,9 @@ def prepare(spec: RunSpec) -> Prepared:
                     configure_backend(device, profile['precision'], profile['deterministic']))
 
 
-def adaptation_images(target, train_idx: np.ndarray, task: dict) -> np.ndarray:
+def adaptation_images(target, train_idx: np.ndarray, task: dict) -> RowView:
     """The normalised target images a method may train on: all, or the training split (``adapt_on``)."""
-    return (target if task['adapt_on'] == 'all' else target.subset(train_idx)).normalised_images()
+    return target.normalised_images(None if task['adapt_on'] == 'all' else train_idx)
 
 
 def trusted_result(path: Path, run_key: str) -> dict | None:
@@ -337,15 +357,15 @@ def _fit_and_write(spec: RunSpec, p: Prepared) -> Path:
     # The oracle trained on the target's 80 %: it is scored on the held-out 20 % only. The others
     # are scored on the whole target (seed 002 §5.3) and, for comparison with it, on that 20 %.
     oracle = p.method.needs_target_labels
-    scored = p.target.subset(p.test_idx) if oracle else p.target
-    preds = predict_all(p.method, scored, p.device)
     task = task_of(spec.target)
-    if oracle:
-        metrics = {'target_test': score(preds['final'], scored.masks, task)}
+    if oracle:       # its held-out split, in memory (as its training split, ``target_labelled``)
+        scored = p.target.subset(p.test_idx)
+        scores = evaluate(p.method, scored.normalised_images(), scored.masks, task, p.device)
+        metrics = {'target_test': scores['final']['all']}
     else:
-        metrics = {'target_test': score(preds['final'][p.test_idx], p.target.masks[p.test_idx], task),
-                   'target_all': score(preds['final'], p.target.masks, task)}
-    trace = {step: score(probs, scored.masks, task) for step, probs in preds.items() if step != 'final'}
+        scores = evaluate(p.method, p.target.normalised_images(), p.target.masks, task, p.device, p.test_idx)
+        metrics = {'target_test': scores['final']['test'], 'target_all': scores['final']['all']}
+    trace = {step: by_set['all'] for step, by_set in scores.items() if step != 'final'}
     if trace:
         metrics['trace'] = trace
     extra = p.method.extra_results() if hasattr(p.method, 'extra_results') else {}

@@ -1,4 +1,5 @@
-"""The in-memory segmentation set every loader returns, and its splits."""
+"""The segmentation set every loader returns, its splits, and ``RowView``: the rows of a set's
+arrays read and transformed a batch at a time."""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +7,59 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
+
+
+#: Rows read at once where the batch is not a training batch (predicting, translating, hashing).
+READ_BATCH = 64
+
+
+class RowView:
+    """The rows of ``array`` (in memory or memory-mapped) through ``transform``, read and transformed
+    only when asked for, so that a prepared real set on disk is read a batch at a time and never held
+    whole as floats. ``view[rows]`` (a slice or integer indices) equals ``transform(array)[rows]``,
+    and on a ``take(index)`` view ``transform(array)[index][rows]``, in values and in strides: each
+    numpy row selection lays its copy out by the strides it selects from (so two selections differ
+    from one), and torch reads a size-1 channel axis of stride 1 as channels-last, whose kernels
+    round differently. ``transform`` maps a block of rows to a block of rows, row by row."""
+
+    def __init__(self, array: np.ndarray, transform=None, index: np.ndarray | None = None, selections: int = 0):
+        self.array, self.transform = array, transform or (lambda rows: rows)
+        self.index = np.arange(len(array)) if index is None else np.asarray(index)
+        self.selections = selections         # integer-index selections the whole-set expression has made
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @cached_property
+    def shape(self) -> tuple:
+        return (len(self), *self.transform(self.array[:1]).shape[1:])
+
+    def __getitem__(self, rows) -> np.ndarray:
+        block = self.transform(self.array[self.index[rows]])
+        for _ in range(self.selections + (not isinstance(rows, slice))):
+            block = block[np.arange(len(block))]                 # lay it out as that many selections
+        return block
+
+    def take(self, rows) -> 'RowView':
+        """The view of the rows ``rows`` (integer indices), still unread."""
+        return RowView(self.array, self.transform, self.index[np.asarray(rows)], self.selections + 1)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def batches(self, size: int | None = None):
+        """The rows in order, ``size`` (``READ_BATCH``) at a time (the last batch may be shorter)."""
+        size = size or READ_BATCH
+        for start in range(0, len(self), size):
+            yield self[start:start + size]
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W) or (N, H, W, 3) as float32 (N, C, H, W) in [-1, 1], the scaling of the
+    official GLSS code."""
+    scaled = images.astype(np.float32) / 127.5 - 1.0
+    return scaled[:, None] if images.ndim == 3 else np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
 
 
 @dataclass
@@ -72,7 +126,7 @@ class SegmentationSet:
     def channels(self) -> int:
         return 1 if self.images.ndim == 3 else self.images.shape[-1]
 
-    def normalised_images(self) -> np.ndarray:
-        """Images as float32 (N, C, H, W) in [-1, 1], the scaling of the official GLSS code."""
-        scaled = self.images.astype(np.float32) / 127.5 - 1.0
-        return scaled[:, None] if self.images.ndim == 3 else np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
+    def normalised_images(self, index: np.ndarray | None = None) -> RowView:
+        """Images (all, or those ``index``: ``subset(index).normalised_images()``) as float32
+        (N, C, H, W) in [-1, 1] (``normalise``), read a batch of rows at a time."""
+        return RowView(self.images, normalise, index)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from udabench.datasets.base import RowView
 from udabench.engine import batch_indices, build_optimizer
 
 from .base import (DeviceArrays, FitContext, UDAMethod, check_target_fraction, segmentation_targets, source_network,
@@ -74,23 +75,31 @@ def summarise_diagnostics(logs: list[dict]) -> dict:
     return out
 
 
-def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
-    """BDL's SSL labels (N, H, W) from skin probabilities (N, H, W) or class probabilities
-    (N, C, H, W): the predicted class where its confidence reaches the class's threshold, -1
-    (ignore) elsewhere. Binary: the prediction is p > 0.5 (p = 0.5 exactly goes to the background)."""
+def predicted_classes(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class, its confidence), both (N, H, W), from skin probabilities (N, H, W) (the
+    prediction is p > 0.5: p = 0.5 exactly goes to the background) or class probabilities (N, C, H, W)."""
     if probs.ndim != 4:
-        pred = (probs > 0.5).astype(np.int64)
-        conf, classes = np.where(pred == 1, probs, 1 - probs), (0, 1)
-    else:
-        pred, conf, classes = probs.argmax(1), probs.max(1), range(probs.shape[1])
+        pred = (probs > 0.5).astype(np.uint8)
+        return pred, np.where(pred == 1, probs, 1 - probs)
+    return probs.argmax(1).astype(np.uint8), probs.max(1)
+
+
+def confident_labels(pred: np.ndarray, conf: np.ndarray, cap: float = 0.9) -> np.ndarray:
+    """BDL's SSL labels (N, H, W): the predicted class ``pred`` where its confidence ``conf`` reaches
+    the class's threshold, -1 (ignore) elsewhere; the threshold is the class's confidence at index
+    round(n/2) of its n sorted ones over all the images (BDL's SSL.py), at most ``cap``."""
     labels = np.full(pred.shape, -1.0, np.float32)
-    for cls in classes:
+    for cls in np.flatnonzero(np.bincount(pred.ravel())):          # the classes predicted somewhere
         chosen = pred == cls
-        if chosen.any():
-            ranked = np.sort(conf[chosen])
-            threshold = min(float(ranked[int(np.round(len(ranked) * 0.5))]), cap)   # < n for every n >= 1
-            labels[chosen & (conf >= threshold)] = cls
+        ranked = np.sort(conf[chosen])
+        threshold = min(float(ranked[int(np.round(len(ranked) * 0.5))]), cap)   # < n for every n >= 1
+        labels[chosen & (conf >= threshold)] = cls
     return labels
+
+
+def pseudo_labels(probs: np.ndarray, cap: float = 0.9) -> np.ndarray:
+    """``confident_labels`` of skin probabilities (N, H, W) or class probabilities (N, C, H, W)."""
+    return confident_labels(*predicted_classes(probs), cap)
 
 
 class TargetAdaptation(UDAMethod):
@@ -215,7 +224,7 @@ class TargetAdaptation(UDAMethod):
         head_params = [p for m in self.head_modules() for p in m.parameters() if p.requires_grad]
         return [{'params': trainable}, {'params': head_params, 'lr': self.optimizer['lr'] * self.head_lr_mult}]
 
-    def adapt(self, ctx: FitContext, source_images: np.ndarray, stage: str,
+    def adapt(self, ctx: FitContext, source_images: RowView, stage: str,
               target_labels: np.ndarray | None = None) -> None:
         """One checkpointed adaptation stage on ``source_images`` (BDL passes translated ones) and
         the target images; ``target_labels`` are pseudo-labels (-1 = ignore) for self-training (BDL, cosine similarity)."""
@@ -225,13 +234,13 @@ class TargetAdaptation(UDAMethod):
         base_lrs = [[g['lr'] for g in o.param_groups] for o in scheduled]
         arrays = {'xs': source_images, 'ys': segmentation_targets(ctx.source.masks, self.net.num_classes)}
         if self.needs_source_depth:
-            arrays['ds'] = ctx.source.depth[:, None].astype(np.float32)
+            arrays['ds'] = RowView(ctx.source.depth, lambda rows: rows[:, None].astype(np.float32))
         target = {'xt': ctx.target_images}
         if target_labels is not None:
             target['yt'] = segmentation_targets(target_labels, self.net.num_classes)
         keep = self.target_training_indices(ctx)
         sources = DeviceArrays(arrays, ctx.device)
-        targets = DeviceArrays({k: v[keep] for k, v in target.items()}, ctx.device)
+        targets = DeviceArrays({k: v.take(keep) for k, v in target.items()}, ctx.device)
 
         def step(it):
             factor = self.lr_factor(it)
@@ -326,18 +335,21 @@ class TargetAdaptation(UDAMethod):
         return logs
 
     def target_pseudo_labels(self, ctx: FitContext, cap: float = 0.9) -> np.ndarray:
-        """``pseudo_labels`` of the current network on the target images the stages train on (-1
-        elsewhere and where unsure): BDL's SSL labels, seed 003 §A's."""
+        """``confident_labels`` of the current network on the target images the stages train on (-1
+        elsewhere and where unsure): BDL's SSL labels, seed 003 §A's. The images are predicted a
+        batch at a time; only each pixel's class and confidence are kept for the thresholds."""
         keep = self.target_training_indices(ctx)
         images = ctx.target_images
+        pred, conf = zip(*(predicted_classes(probs) for probs in self.predictions(images.take(keep), ctx.device)))
         labels = np.full((len(images), *images.shape[2:]), -1.0, np.float32)
-        labels[keep] = pseudo_labels(self.predict_array(images[keep], ctx.device), cap)
+        labels[keep] = confident_labels(np.concatenate(pred), np.concatenate(conf), cap)
         return labels
 
     @torch.no_grad()
-    def predict_array(self, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
-        return np.concatenate([self.predict(to_tensor(images[i:i + batch], device)).cpu().numpy()
-                               for i in range(0, len(images), batch)])
+    def predictions(self, images: RowView, device: str):
+        """The network's probabilities on ``images``, a batch at a time (numpy)."""
+        for rows in images.batches():
+            yield self.predict(to_tensor(rows, device)).cpu().numpy()
 
     def extra_results(self) -> dict:
         return {'adaptation_diagnostics': self.diagnostics} if self.diagnostics else {}

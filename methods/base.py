@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from udabench.datasets.base import SegmentationSet
+from udabench.datasets.base import RowView, SegmentationSet
 from udabench.engine import (StageRunner, autocast, batch_indices, build_optimizer, code_version, fingerprint,
                              iterations_for)
 
@@ -25,7 +25,8 @@ from .networks import SegmentationNet
 class FitContext:
     """What a method may use while training.
 
-    ``target_images`` are the unlabelled target images (None for target-independent methods);
+    ``target_images`` are the unlabelled target images, normalised, read a batch at a time (a
+    ``RowView``; an array given here is wrapped in one), None for target-independent methods;
     ``target_labelled`` is given only to methods that declare ``needs_target_labels`` (the oracle).
     """
 
@@ -36,13 +37,17 @@ class FitContext:
     device: str = 'cpu'
     net: dict = field(default_factory=dict)
     seg_recipe: dict = field(default_factory=dict)
-    target_images: np.ndarray | None = None
+    target_images: RowView | None = None
     target_labelled: SegmentationSet | None = None
     progress: bool = True
     #: What every stage key includes besides its own config: code version, threads, device.
     key_parts: dict = field(default_factory=dict)
     #: ``profile.precision`` ('float32', 'tf32', 'bf16'); methods take it with ``UDAMethod.use_context``.
     precision: str = 'float32'
+
+    def __post_init__(self):
+        if isinstance(self.target_images, np.ndarray):
+            self.target_images = RowView(self.target_images)
 
 
 def to_tensor(array: np.ndarray, device: str) -> torch.Tensor:
@@ -51,7 +56,8 @@ def to_tensor(array: np.ndarray, device: str) -> torch.Tensor:
 
 class DeviceArrays:
     """Arrays a stage draws batches from, moved to an accelerator once per stage: ``batch(indices)``
-    selects rows there, with no host-to-device copy per step.
+    selects rows there, with no host-to-device copy per step. A ``RowView`` (a set read from disk a
+    batch at a time) stays on the host and its rows are copied per step.
 
     On the CPU a batch is made as before, ``to_tensor(array[indices])``: the strides numpy gives that
     copy (an image array made as ``x[:, None]`` comes out with stride 1 on its size-1 channel axis)
@@ -62,23 +68,22 @@ class DeviceArrays:
     def __init__(self, arrays: dict, device: str):
         self.device = device
         on_host = torch.device(device).type == 'cpu'
-        self.arrays = {k: v if on_host else to_tensor(v, device) for k, v in arrays.items()}
+        self.arrays = {k: v if on_host or isinstance(v, RowView) else to_tensor(v, device) for k, v in arrays.items()}
 
     def __len__(self):
         return len(next(iter(self.arrays.values())))
 
     def batch(self, indices, keys=None) -> dict:
         keys = keys or self.arrays
-        if torch.device(self.device).type == 'cpu':
-            return {k: to_tensor(self.arrays[k][indices], self.device) for k in keys}
-        index = torch.as_tensor(indices, device=self.device)
-        return {k: self.arrays[k][index] for k in keys}
+        index = None if torch.device(self.device).type == 'cpu' else torch.as_tensor(indices, device=self.device)
+        return {k: self.arrays[k][index] if isinstance(self.arrays[k], torch.Tensor)
+                else to_tensor(self.arrays[k][indices], self.device) for k in keys}
 
 
-def segmentation_targets(masks: np.ndarray, num_classes: int) -> np.ndarray:
-    """What the losses take: (N, 1, H, W) 0/1 floats for one sigmoid channel, else (N, H, W) class
-    ids (255 ignored; as floats, exact, made long by the loss)."""
-    return (masks[:, None] if num_classes == 1 else masks).astype(np.float32)
+def segmentation_targets(masks: np.ndarray, num_classes: int) -> RowView:
+    """What the losses take, read a batch of rows at a time: (N, 1, H, W) 0/1 floats for one sigmoid
+    channel, else (N, H, W) class ids (255 ignored; as floats, exact, made long by the loss)."""
+    return RowView(masks, lambda rows: (rows[:, None] if num_classes == 1 else rows).astype(np.float32))
 
 
 #: The class id of an ignored pixel in ``class_map``s.

@@ -22,18 +22,20 @@ setting; it stops at 80k without SSL: one ratio serves both rounds here). Two ro
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from udabench.datasets.base import RowView
 from udabench.engine import batch_indices, build_optimizer
 from udabench.registry import METHODS
 
 from .adaptation import TargetAdaptation
-from .base import DeviceArrays, FitContext, to_tensor
+from .base import DeviceArrays, FitContext
 from .discriminator import two_class_probs
-from .translation import ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_loss
+from .translation import ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_loss, translate
 
 
 @METHODS.register_module(name='bdl')
@@ -71,11 +73,14 @@ class BDL(TargetAdaptation):
         for k in range(self.rounds):
             translated = self.translate_source(ctx, source, f'translation_{k}')
             self.adapt(ctx, translated, f'adaptation_{k}', labels)
+            Path(translated.array.filename).unlink()      # made again from the checkpoint if resumed
             if k + 1 < self.rounds:
                 labels = self.target_pseudo_labels(ctx, self.ssl_cap)
 
-    def translate_source(self, ctx: FitContext, source: np.ndarray, stage: str) -> np.ndarray:
-        """Train the CycleGAN of this round with the current model's perceptual loss; translate S -> T."""
+    def translate_source(self, ctx: FitContext, source: RowView, stage: str) -> RowView:
+        """Train the CycleGAN of this round with the current model's perceptual loss; translate S -> T
+        (``translate``: the translations are written beside the stage's checkpoint, and deleted when
+        the adaptation stage that reads them is done)."""
         cfg, dev = self.translation, ctx.device
         channels = source.shape[1]
         gens = torch.nn.ModuleDict({d: ResnetGenerator(channels, cfg['width'], cfg['downs'], cfg['blocks'])
@@ -87,7 +92,7 @@ class BDL(TargetAdaptation):
         constant = cfg['iterations'] // 2
         seg = copy.deepcopy(self.net).eval().requires_grad_(False)
         sources = DeviceArrays({'x': source}, dev)
-        targets = DeviceArrays({'x': ctx.target_images[self.target_training_indices(ctx)]}, dev)   # the fraction's too
+        targets = DeviceArrays({'x': ctx.target_images.take(self.target_training_indices(ctx))}, dev)   # the fraction's too
 
         def seg_map(x):
             return F.instance_norm(seg(x))
@@ -130,6 +135,4 @@ class BDL(TargetAdaptation):
                                                         'g_opt': g_opt, 'd_opt': d_opt,
                                                         'pool_s': pools['s'], 'pool_t': pools['t']})
         gens.eval()
-        with torch.no_grad():
-            return np.concatenate([gens['s2t'](to_tensor(source[i:i + 64], dev)).cpu().numpy()
-                                   for i in range(0, len(source), 64)])
+        return RowView(translate(gens['s2t'], source, ctx.stages.work_dir / f'{stage}.npy', dev))

@@ -262,7 +262,8 @@ class DepthDistribution(DepthAwareAdaptation):
         thresholds = region_thresholds(mean_region_sizes(ctx.source.masks, self.classes), int(np.prod(images.shape[2:])),
                                        self.region_base0, self.region_base1)
         labels = np.full((len(images), *images.shape[2:]), -1.0, np.float32)
-        labels[keep] = spatial_prior_labels(self.predict_array(images[keep], ctx.device), thresholds, self.confidence)
+        labels[keep] = np.concatenate([spatial_prior_labels(probs, thresholds, self.confidence)      # per image
+                                       for probs in self.predictions(images.take(keep), ctx.device)])
         self.pseudo_label_summary = dict(kept_fraction=float((labels[keep] >= 0).mean()),
                                          region_thresholds=[round(float(t), 3) for t in thresholds])
         return labels
@@ -270,8 +271,8 @@ class DepthDistribution(DepthAwareAdaptation):
     def self_train(self, ctx: FitContext, labels: np.ndarray, stage: str) -> None:
         """Target-only cross-entropy to ``labels`` (-1 ignored) for ``self_training_iters`` steps."""
         keep = self.target_training_indices(ctx)
-        targets = DeviceArrays({'xt': ctx.target_images[keep],
-                                'yt': segmentation_targets(labels[keep], self.net.num_classes)}, ctx.device)
+        targets = DeviceArrays({'xt': ctx.target_images.take(keep),
+                                'yt': segmentation_targets(labels, self.net.num_classes).take(keep)}, ctx.device)
         seg_opt = build_optimizer(self.segmentation_param_groups(), self.optimizer)
         base_lrs = [g['lr'] for g in seg_opt.param_groups]
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from udabench.datasets.base import RowView
 from udabench.engine import StageRunner, autocast, batch_indices, build_optimizer, iterations_for
 from udabench.evaluation import frechet_distance
 
@@ -142,7 +143,7 @@ def standing_statistics(generator: nn.Module, batches: int, batch_size: int, see
     generator.eval()
 
 
-def train_gan(images: np.ndarray, gan_cfg: dict, train: dict, stages: StageRunner, seed: int,
+def train_gan(images: RowView, gan_cfg: dict, train: dict, stages: StageRunner, seed: int,
               device: str, precision: str = 'float32') -> DCGANGenerator:
     """Build and train the DCGAN on ``images`` (N, C, H, W) in [-1, 1] as stage ``gan`` of ``stages``
     (checkpointed; a finished stage in a cache folder is loaded, not re-trained); the generator is
@@ -186,7 +187,7 @@ def encoder_features(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def source_frechet_distance(net: nn.Module, model: nn.Module, real: np.ndarray, seed: int, device: str,
+def source_frechet_distance(net: nn.Module, model: nn.Module, real: RowView, seed: int, device: str,
                             samples: int = 1000, batch_size: int = 100) -> dict:
     """Fréchet distance between ``model``'s prior samples and real source images on the features of
     the frozen Source Only network ``net`` (``encoder_features``; Inception weights cannot be

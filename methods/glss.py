@@ -37,6 +37,7 @@ import time
 import numpy as np
 import torch
 
+from udabench.datasets.base import RowView
 from udabench.engine import batch_indices, build_optimizer, iterations_for
 from udabench.registry import METHODS
 
@@ -59,7 +60,7 @@ def holdout_split(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 @torch.no_grad()
-def vae_diagnostics(vae: EdgeSkipVAE, heldout: np.ndarray, mean_image: np.ndarray, seed: int, device: str,
+def vae_diagnostics(vae: EdgeSkipVAE, heldout: RowView, mean_image: np.ndarray, seed: int, device: str,
                     batch_size: int = 64) -> dict:
     """Whether the VAE learned, on held-out source images: the per-pixel MSE of the reconstruction
     through the encoder mean beside that of the training set's mean image; the active latent units
@@ -86,10 +87,24 @@ def vae_diagnostics(vae: EdgeSkipVAE, heldout: np.ndarray, mean_image: np.ndarra
             'latent': vae.latent, 'z_sensitivity': torch.cat(change).mean().item()}
 
 
-def images_digest(images: np.ndarray) -> str:
-    """Content hash of a model's training images, part of its cache key (source, held-out split and,
-    in the target-fraction study, the target images appended to them)."""
-    return hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
+def images_digest(images: RowView) -> str:
+    """Content hash of a model's training images (their bytes in order, read a batch at a time), part
+    of its cache key (source, held-out split and, in the target-fraction study, the target images
+    appended to them)."""
+    digest = hashlib.sha1()
+    for rows in images.batches():
+        digest.update(np.ascontiguousarray(rows).tobytes())
+    return digest.hexdigest()
+
+
+def mean_image(images: RowView) -> np.ndarray:
+    """The images' mean (C, H, W), read a batch at a time and summed image by image in float32 as
+    numpy's ``mean(0)`` of the whole array sums them, so it equals that bit for bit."""
+    total = np.zeros(images.shape[1:], np.float32)
+    for rows in images.batches():
+        for row in rows:
+            np.add(total, row, out=total)
+    return total / len(images)
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -151,10 +166,10 @@ class GLSS(UDAMethod):
         self.beta = self.beta_by_net.get(ctx.net['name'], 0.0) if self.perceptual else 0.0
         source = ctx.source.normalised_images()
         train_idx, heldout_idx = holdout_split(len(source), self.vae_train['holdout'], ctx.seed)
-        self.heldout_images, images = source[heldout_idx], source[train_idx]
-        if self.target_fraction > 0:   # seed 000 §2.4: VAE trained on source + a fraction of target
-            images = np.concatenate([images, ctx.target_images[target_fraction_indices(
-                len(ctx.target_images), self.target_fraction, ctx.seed)]])
+        self.heldout_images, images = source.take(heldout_idx), source.take(train_idx)
+        if self.target_fraction > 0:   # seed 000 §2.4: VAE trained on source + a fraction of target (in memory)
+            images = RowView(np.concatenate([images[:], ctx.target_images[target_fraction_indices(
+                len(ctx.target_images), self.target_fraction, ctx.seed)]]))
         self.images_searched = 0
         self.vae = self.train_generative_model(ctx, images)
         self.vae.eval()
@@ -163,7 +178,7 @@ class GLSS(UDAMethod):
         self.sample_quality = source_frechet_distance(self.net, self.vae, ctx.source.normalised_images(), ctx.seed,
                                                       ctx.device)
 
-    def train_generative_model(self, ctx: FitContext, images: np.ndarray) -> torch.nn.Module:
+    def train_generative_model(self, ctx: FitContext, images: RowView) -> torch.nn.Module:
         """Build and train (or load from the cache) the generative model searched at test time on
         ``images`` (normalised); here the edge-skip VAE with Algorithm 1, then its diagnostics."""
         torch.manual_seed(ctx.seed)
@@ -195,7 +210,7 @@ class GLSS(UDAMethod):
         vae.train()
         stages.run('vae', step, num_iters, {'vae': vae, 'encoder_opt': enc_opt, 'decoder_opt': dec_opt})
         vae.eval()
-        self.diagnostics = vae_diagnostics(vae, self.heldout_images, images.mean(0), ctx.seed, ctx.device)
+        self.diagnostics = vae_diagnostics(vae, self.heldout_images, mean_image(images), ctx.seed, ctx.device)
         self.diagnostics['holdout'] = train['holdout']
         return vae
 

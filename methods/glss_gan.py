@@ -10,9 +10,9 @@ The supplement used BigGAN (too large for a CPU) on COMPAQ; see ``gan.py`` for t
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from udabench.datasets.base import RowView
 from udabench.registry import METHODS
 
 from .base import FitContext, cached_stages
@@ -31,6 +31,6 @@ class GLSSGAN(GLSS):
         super().__init__(vae={}, vae_train={}, latent_search=latent_search, beta={}, perceptual=False, **glss_options)
         self.gan_cfg, self.gan_train = dict(gan), dict(gan_train)
 
-    def train_generative_model(self, ctx: FitContext, images: np.ndarray) -> torch.nn.Module:
+    def train_generative_model(self, ctx: FitContext, images: RowView) -> torch.nn.Module:
         stages = cached_stages(ctx, __name__, 'glss_gan', self.gan_cfg, self.gan_train, images_digest(images))
         return train_gan(images, self.gan_cfg, self.gan_train, stages, ctx.seed, ctx.device, ctx.precision)

@@ -1,9 +1,18 @@
 """Image-translation parts shared by BDL and DISE: a ResNet generator, a PatchGAN discriminator
-with instance norm, and the least-squares GAN loss (CycleGAN, Zhu et al. 2017, as both use)."""
+with instance norm, and the least-squares GAN loss (CycleGAN, Zhu et al. 2017, as both use); and
+``translate``, which writes a generator's translations of a whole set to disk."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn as nn
+
+from udabench.datasets.base import RowView
+
+from .base import to_tensor
 
 
 def conv_in_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -99,3 +108,22 @@ class ImagePool:
 
     def load_state_dict(self, state: dict) -> None:
         self.images = list(state['images'].split(1)) if len(state['images']) else []
+
+
+@torch.no_grad()
+def translate(generator: nn.Module, images: RowView, path: Path, device: str) -> np.ndarray:
+    """``generator``'s translations of ``images``, a batch at a time, written to the ``.npy``
+    file ``path`` (float32) and returned memory-mapped read-only, so that a translated real source
+    set is never held whole; the file is complete or absent (written under another name, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f'{path.stem}.partial-{os.getpid()}.npy')
+    out = np.lib.format.open_memmap(partial, 'w+', np.float32, images.shape)
+    start = 0
+    for rows in images.batches():
+        out[start:start + len(rows)] = generator(to_tensor(rows, device)).cpu().numpy()
+        start += len(rows)
+    out.flush()
+    del out
+    partial.replace(path)
+    return np.load(path, mmap_mode='r')

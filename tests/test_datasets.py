@@ -4,7 +4,7 @@ from PIL import Image
 
 from udabench import datasets
 from udabench.datasets import synthetic
-from udabench.datasets.base import SegmentationSet
+from udabench.datasets.base import RowView, SegmentationSet, normalise
 from udabench.datasets.real import load_folder
 from udabench.registry import DATASETS, lookup
 
@@ -122,3 +122,45 @@ def test_split_is_seeded_and_disjoint():
     train, test = s.split(0.8, seed=0)
     assert len(train) == 8 and len(test) == 2
     assert not any((t == train.images).all((1, 2)).any() for t in test.images)
+
+
+def _as_torch_reads_it(array):
+    """What a training step makes of ``array`` (``methods.base.to_tensor``): values and strides."""
+    import torch
+    tensor = torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32)
+    return tensor, tensor.stride()
+
+
+@pytest.mark.parametrize('shape', [(9, 6, 5), (9, 6, 5, 3)], ids=['grey', 'rgb'])
+def test_a_row_view_reads_what_the_whole_set_expression_gives_in_values_and_strides(shape):
+    """Torch reads a size-1 channel axis of stride 1 as channels-last, whose kernels round
+    differently: rows read a batch at a time must be laid out as rows selected from the whole
+    normalised set, or every result's last digits change."""
+    images = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    keep, batch, rows = np.array([7, 1, 3, 8, 0]), np.array([4, 0, 2]), slice(1, 4)
+    transforms = {'normalise': normalise, 'sigmoid targets, depth': lambda m: m[:, None].astype(np.float32),   # methods.base
+                  'class ids': lambda m: m.astype(np.float32)}
+    for name, transform in transforms.items():
+        whole, view = transform(images), RowView(images, transform)
+        for expected, got in ((whole[rows], view[rows]), (whole[batch], view[batch]), (whole[keep][rows], view.take(keep)[rows]),
+                              (whole[keep][batch], view.take(keep)[batch]), (whole, np.asarray(view))):
+            (t_expected, s_expected), (t_got, s_got) = _as_torch_reads_it(expected), _as_torch_reads_it(got)
+            assert s_got == s_expected, name
+            assert t_got.equal(t_expected), name
+        subset = RowView(images, transform, keep)                        # the rows keep, then transformed
+        sub, pair = np.array([3, 0, 4]), np.array([2, 0])
+        for expected, got in ((transform(images[keep])[batch], subset[batch]),
+                              (transform(images[keep])[sub][pair], subset.take(sub)[pair])):
+            (t_expected, s_expected), (t_got, s_got) = _as_torch_reads_it(expected), _as_torch_reads_it(got)
+            assert s_got == s_expected and t_got.equal(t_expected), name
+    assert RowView(images, normalise).shape == normalise(images).shape
+    assert [len(b) for b in RowView(images).batches(4)] == [4, 4, 1]
+
+
+def test_the_normalised_images_are_read_from_disk_a_batch_at_a_time(tmp_path):
+    np.save(tmp_path / 'images.npy', np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3)).astype(np.uint8))
+    on_disk = np.load(tmp_path / 'images.npy', mmap_mode='r')
+    data = SegmentationSet('set', on_disk, np.zeros((6, 4, 4), np.uint8), 'real')
+    view = data.normalised_images()
+    assert isinstance(view, RowView) and view.array is on_disk       # nothing read yet
+    assert np.array_equal(view[[2, 5]], normalise(np.asarray(on_disk))[[2, 5]])

@@ -65,3 +65,26 @@ def test_multiclass_all_ignore_gives_no_number_from_nothing():
 def test_multiclass_rejects_out_of_range_labels():
     with pytest.raises(ValueError, match='labels outside'):
         MultiClassIoUEvaluator(num_classes=2).update(np.zeros((1, 1, 2), int), np.array([[[0, 5]]]))
+
+
+def test_scores_made_a_batch_at_a_time_equal_those_of_the_whole_sets_predictions(monkeypatch):
+    """``runner.evaluate`` reads, predicts and scores a batch at a time; its scores (over all
+    images, over the test rows, per prediction step) must equal those of all predictions at once."""
+    import torch
+    from udabench.datasets import base
+    from udabench.runner import evaluate, score
+    monkeypatch.setattr(base, 'READ_BATCH', 3)
+    rng = np.random.default_rng(0)
+    data = base.SegmentationSet('set', rng.integers(0, 256, (10, 6, 5)).astype(np.uint8),
+                                rng.integers(0, 2, (10, 6, 5)).astype(np.uint8), 'synthetic')
+
+    class Brightness:             # skin where bright; a second step thresholds the square
+        def predict_steps(self, x):
+            p = (x[:, 0] + 1) / 2
+            return {'final': p, 'squared': p ** 2}
+    test_idx = np.array([1, 2, 3, 7])
+    scores = evaluate(Brightness(), data.normalised_images(), data.masks, 'skin', 'cpu', test_idx)
+    whole = Brightness().predict_steps(torch.as_tensor(np.asarray(data.normalised_images())))
+    for step, probs in whole.items():
+        assert scores[step]['all'] == score(probs.numpy(), data.masks)
+        assert scores[step]['test'] == score(probs.numpy()[test_idx], data.masks[test_idx])

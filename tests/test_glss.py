@@ -3,10 +3,10 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from udabench.datasets.base import SegmentationSet
+from udabench.datasets.base import RowView, SegmentationSet
 from udabench.engine import StageRunner
 from udabench.methods.base import FitContext
-from udabench.methods.glss import GLSS, holdout_split, kl_to_standard_normal, vae_diagnostics
+from udabench.methods.glss import GLSS, holdout_split, images_digest, kl_to_standard_normal, mean_image, vae_diagnostics
 from udabench.methods.latent_search import latent_search, per_image_loss, prior_draws, ssim
 from udabench.methods.networks import SegmentationNet
 from udabench.methods.vae import EdgeSkipVAE, sobel_edges
@@ -209,11 +209,11 @@ def _train_small_vae(tmp_path, steps=150, **vae):
     m = GLSS(vae=dict(latent=8, width=16, stem=8, hidden=32, **vae), latent_search=dict(iterations=3),
              vae_train=dict(epochs=steps, batch_size=8, optimizer=dict(type='RMSprop', lr=2e-4, alpha=0.9, eps=1e-7)),
              beta={}, perceptual=False)
-    m.beta, m.heldout_images = 0.0, images
+    m.beta, m.heldout_images = 0.0, RowView(images)
     source = SegmentationSet('blobs', images[:, 0], np.zeros(images[:, 0].shape, np.uint8), 'synthetic')
     ctx = FitContext(source=source, stages=StageRunner(tmp_path, checkpoint_every=10 ** 6, progress=False),
                      cache_dir=tmp_path / 'cache', seed=0, net=dict(name='none'))
-    vae = m.train_generative_model(ctx, images)
+    vae = m.train_generative_model(ctx, RowView(images))
     return m, vae, ctx
 
 
@@ -244,6 +244,19 @@ def test_kl_warmup_ramps_the_kl_weight(tmp_path):
     torch.manual_seed(1)
     full = m2.vae_objectives(x)
     assert torch.allclose(full['encoder_objective'] - half['encoder_objective'], 0.5 * full['kl'], atol=1e-4)
+
+
+def test_the_vae_cache_key_and_mean_image_read_a_batch_at_a_time_equal_the_whole_sets(monkeypatch):
+    """Hashing and averaging in batches must give the whole array's digest and float32 ``mean(0)``
+    bit for bit (float32 sums depend on their order: one partial sum per batch would not)."""
+    import hashlib
+    from udabench.datasets import base
+    monkeypatch.setattr(base, 'READ_BATCH', 3)
+    images = np.random.default_rng(0).normal(size=(10, 1, 5, 4)).astype(np.float32) * 1e3
+    view = RowView(images).take(np.arange(10)[::-1])
+    whole = images[::-1]
+    assert images_digest(view) == hashlib.sha1(np.ascontiguousarray(whole).tobytes()).hexdigest()
+    assert mean_image(view).tobytes() == whole.mean(0).tobytes()
 
 
 def test_holdout_split_is_seeded_disjoint_and_ten_percent():

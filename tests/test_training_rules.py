@@ -206,7 +206,7 @@ def test_bdl_pseudo_labels_come_from_the_training_fraction_only(tmp_path):
     labels = method.target_pseudo_labels(ctx)
     assert np.all(labels[np.setdiff1d(np.arange(8), keep)] == -1)
     other = np.setdiff1d(np.arange(8), keep)
-    ctx.target_images[other] = 1.0    # images outside the fraction must not move its thresholds
+    ctx.target_images.array[other] = 1.0    # images outside the fraction must not move its thresholds
     assert np.array_equal(method.target_pseudo_labels(ctx)[keep], labels[keep])
 
 

@@ -1,5 +1,6 @@
 """The urban task (SYNTHIA -> Cityscapes, seed 002 Table 3) through the runner: multi-class losses,
 predictions and scores, the twins as registered domains, and what is refused."""
+import functools
 import json
 import math
 import os
@@ -62,7 +63,7 @@ def test_rgb_sets_normalise_channels_first():
     images = np.zeros((2, 4, 6, 3), np.uint8)
     images[..., 2] = 255
     data = SegmentationSet('x', images, np.zeros((2, 4, 6), np.uint8), 'synthetic')
-    x = data.normalised_images()
+    x = np.asarray(data.normalised_images())
     assert data.channels == 3 and x.shape == (2, 3, 4, 6) and (x[:, 2] == 1).all() and (x[:, 0] == -1).all()
     with pytest.raises(ValueError, match='differ'):
         SegmentationSet('x', images, np.zeros((2, 4, 5), np.uint8), 'synthetic')
@@ -111,12 +112,12 @@ def test_methods_not_built_for_the_urban_task_are_refused(tmp_path):
         validate(_spec(tmp_path, 'glss_gan'))
 
 
-def _real_urban_folders(data):
+def _real_urban_folders(data, synthia=5):
     """SYNTHIA (5 images, road over sky, depth 999) and Cityscapes (4 train, 3 val) in their layouts."""
     ids = np.full((8, 16), 1, np.uint16)                     # SYNTHIA sky
     ids[4:] = 3                                              # road
-    for i in range(5):
-        write_synthia(data / 'synthia', ids, name=f'{i:07d}', red=40 * i, depth=999)
+    for i in range(synthia):
+        write_synthia(data / 'synthia', ids, name=f'{i:07d}', red=40 * i % 256, depth=999)
     city = np.where(ids == 3, 7, 23).astype(np.uint8)        # Cityscapes labelIds: road 7, sky 23
     for split, n in (('train', 4), ('val', 3)):
         for i in range(n):
@@ -172,6 +173,30 @@ def test_source_only_runs_on_the_real_urban_layouts(tmp_path):
     assert record['data_source'] == 'real' and record['data']['target']['test_images'] == 3
     assert record['data']['target']['name'] == 'cityscapes' and 'of val' in record['data']['target']['detail']
     assert 0 <= record['metrics']['target_test']['miou16'] <= 1
+
+
+@pytest.mark.parametrize('name', ['bdl', 'glss', 'depth_distribution'])
+def test_a_run_on_the_real_urban_sets_reads_them_a_batch_at_a_time(tmp_path, monkeypatch, name):
+    """Never a whole real set as floats (``RowView.__array__``), never more rows at once than a
+    training batch (smoke: at most 8) or, predicting, translating and hashing, ``READ_BATCH`` (here
+    2; GLSS's prediction and Fréchet batches set to 2 as well, its VAE's to 8)."""
+    from udabench.datasets import base
+    _real_urban_folders(tmp_path / 'data', synthia=12)
+    reads, read = [], base.RowView.__getitem__
+
+    def counted(view, rows):
+        block = read(view, rows)
+        reads.append((isinstance(rows, slice), len(block)))
+        return block
+    monkeypatch.setattr(base, 'READ_BATCH', 2)
+    monkeypatch.setattr(base.RowView, '__getitem__', counted)
+    monkeypatch.setattr(base.RowView, '__array__', lambda *_, **__: pytest.fail('a whole set was read at once'))
+    overrides = {'method.predict_batch_size': 2, 'method.vae_train.batch_size': 8} if name == 'glss' else {}
+    from udabench.methods import glss                        # its Fréchet distance reads 100 images a batch
+    monkeypatch.setattr(glss, 'source_frechet_distance', functools.partial(glss.source_frechet_distance, batch_size=2))
+    record = _strict_json(run(_spec(tmp_path, name, overrides=overrides)))
+    assert record['status'] == 'ok' and record['data']['source']['images'] == 12
+    assert max(n for sliced, n in reads if sliced) == 2 and max(n for sliced, n in reads if not sliced) <= 8
 
 
 def test_a_bad_real_urban_layout_is_named(tmp_path):

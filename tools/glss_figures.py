@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     fig.savefig(clones_path, dpi=110)
     plt.close(fig)
 
-    source = torch.as_tensor(ctx.source.normalised_images(), device=ctx.device)
+    source = torch.as_tensor(np.asarray(ctx.source.normalised_images()), device=ctx.device)
     fig, axes = plt.subplots(1, args.images, figsize=(3.2 * args.images, 2.8), squeeze=False)
     for i in range(args.images):
         with torch.no_grad():
