@@ -42,7 +42,7 @@ import torch.nn as nn
 from udabench.datasets.base import RowView
 from udabench.engine import batch_indices, build_optimizer
 
-from .base import (DeviceArrays, FitContext, UDAMethod, check_target_fraction, segmentation_targets, source_network,
+from .base import (BatchReader, FitContext, UDAMethod, check_target_fraction, segmentation_targets, source_network,
                    target_fraction_indices, to_tensor)
 from .discriminator import (SOURCE_LABEL, TARGET_LABEL, FCDiscriminator, domain_bce, two_class_probs,
                             weighted_self_information)
@@ -239,8 +239,8 @@ class TargetAdaptation(UDAMethod):
         if target_labels is not None:
             target['yt'] = segmentation_targets(target_labels, self.net.num_classes)
         keep = self.target_training_indices(ctx)
-        sources = DeviceArrays(arrays, ctx.device)
-        targets = DeviceArrays({k: v.take(keep) for k, v in target.items()}, ctx.device)
+        sources = BatchReader(arrays, ctx.device)
+        targets = BatchReader({k: v.take(keep) for k, v in target.items()}, ctx.device)
 
         def step(it):
             factor = self.lr_factor(it)

@@ -54,30 +54,22 @@ def to_tensor(array: np.ndarray, device: str) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=device)
 
 
-class DeviceArrays:
-    """Arrays a stage draws batches from, moved to an accelerator once per stage: ``batch(indices)``
-    selects rows there, with no host-to-device copy per step. A ``RowView`` (a set read from disk a
-    batch at a time) stays on the host and its rows are copied per step.
-
-    On the CPU a batch is made as before, ``to_tensor(array[indices])``: the strides numpy gives that
-    copy (an image array made as ``x[:, None]`` comes out with stride 1 on its size-1 channel axis)
-    make torch treat it as channels-last, and oneDNN's channels-last kernels round differently from
-    the plain layout of a torch row selection, so any other way would change every result's last
-    digits."""
+class BatchReader:
+    """Arrays (``RowView``s, or arrays) a stage draws batches from: ``batch(indices)`` reads those
+    rows on the host (from disk, for a prepared real set, which is never held whole) and copies them
+    to the device, ``to_tensor(array[indices])``. The strides numpy gives that copy (an image array
+    made as ``x[:, None]`` comes out with stride 1 on its size-1 channel axis) make torch treat it as
+    channels-last, and oneDNN's channels-last kernels round differently from the plain layout, so any
+    other way of making the batch would change every result's last digits."""
 
     def __init__(self, arrays: dict, device: str):
-        self.device = device
-        on_host = torch.device(device).type == 'cpu'
-        self.arrays = {k: v if on_host or isinstance(v, RowView) else to_tensor(v, device) for k, v in arrays.items()}
+        self.arrays, self.device = arrays, device
 
     def __len__(self):
         return len(next(iter(self.arrays.values())))
 
     def batch(self, indices, keys=None) -> dict:
-        keys = keys or self.arrays
-        index = None if torch.device(self.device).type == 'cpu' else torch.as_tensor(indices, device=self.device)
-        return {k: self.arrays[k][index] if isinstance(self.arrays[k], torch.Tensor)
-                else to_tensor(self.arrays[k][indices], self.device) for k in keys}
+        return {k: to_tensor(self.arrays[k][indices], self.device) for k in keys or self.arrays}
 
 
 def segmentation_targets(masks: np.ndarray, num_classes: int) -> RowView:
@@ -106,7 +98,7 @@ def train_segmentation(net: SegmentationNet, data: SegmentationSet, recipe: dict
                        stage: str, seed: int, device: str, precision: str = 'float32') -> None:
     """Supervised training of ``net`` on ``data`` with ``recipe`` = loss, optimizer, batch_size, epochs
     (seed 002 §4.1: Dice+BCE with RMSprop 1e-3 for UNet, focal with RMSprop 1e-2 for DeepLabv3+)."""
-    arrays = DeviceArrays({'x': data.normalised_images(), 'y': segmentation_targets(data.masks, net.num_classes)}, device)
+    arrays = BatchReader({'x': data.normalised_images(), 'y': segmentation_targets(data.masks, net.num_classes)}, device)
     loss_fn = segmentation_loss(recipe['loss'])
     optimizer = build_optimizer(net.parameters(), recipe['optimizer'])
     batch = recipe['batch_size']

@@ -33,7 +33,7 @@ from udabench.engine import batch_indices, build_optimizer
 from udabench.registry import METHODS
 
 from .adaptation import TargetAdaptation
-from .base import DeviceArrays, FitContext
+from .base import BatchReader, FitContext
 from .discriminator import two_class_probs
 from .translation import ImagePool, PatchDiscriminator, ResnetGenerator, lsgan_loss, translate
 
@@ -91,8 +91,8 @@ class BDL(TargetAdaptation):
         pools = {d: ImagePool(cfg['pool_size']) for d in ('s', 't')}
         constant = cfg['iterations'] // 2
         seg = copy.deepcopy(self.net).eval().requires_grad_(False)
-        sources = DeviceArrays({'x': source}, dev)
-        targets = DeviceArrays({'x': ctx.target_images.take(self.target_training_indices(ctx))}, dev)   # the fraction's too
+        sources = BatchReader({'x': source}, dev)
+        targets = BatchReader({'x': ctx.target_images.take(self.target_training_indices(ctx))}, dev)   # the fraction's too
 
         def seg_map(x):
             return F.instance_norm(seg(x))

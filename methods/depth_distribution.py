@@ -42,7 +42,7 @@ from udabench.engine import batch_indices, build_optimizer
 from udabench.registry import METHODS
 
 from .adaptation import DepthAwareAdaptation
-from .base import IGNORE, DeviceArrays, FitContext, class_map, resize_classes, segmentation_targets
+from .base import IGNORE, BatchReader, FitContext, class_map, resize_classes, segmentation_targets
 from .discriminator import predicted_classes
 from .losses import berhu_loss
 from .networks import regression_convs
@@ -271,7 +271,7 @@ class DepthDistribution(DepthAwareAdaptation):
     def self_train(self, ctx: FitContext, labels: np.ndarray, stage: str) -> None:
         """Target-only cross-entropy to ``labels`` (-1 ignored) for ``self_training_iters`` steps."""
         keep = self.target_training_indices(ctx)
-        targets = DeviceArrays({'xt': ctx.target_images.take(keep),
+        targets = BatchReader({'xt': ctx.target_images.take(keep),
                                 'yt': segmentation_targets(labels, self.net.num_classes).take(keep)}, ctx.device)
         seg_opt = build_optimizer(self.segmentation_param_groups(), self.optimizer)
         base_lrs = [g['lr'] for g in seg_opt.param_groups]

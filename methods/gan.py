@@ -30,7 +30,7 @@ from udabench.datasets.base import RowView
 from udabench.engine import StageRunner, autocast, batch_indices, build_optimizer, iterations_for
 from udabench.evaluation import frechet_distance
 
-from .base import DeviceArrays
+from .base import BatchReader
 from .vae import sobel_edges
 
 
@@ -160,7 +160,7 @@ def train_gan(images: RowView, gan_cfg: dict, train: dict, stages: StageRunner, 
     d_opt = build_optimizer(discriminator.parameters(), train['optimizer'])
     batch = train['batch_size']
 
-    data = DeviceArrays({'x': images}, device)
+    data = BatchReader({'x': images}, device)
 
     def step(it):
         real = data.batch(batch_indices(len(images), batch, it, seed))['x']

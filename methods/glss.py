@@ -41,7 +41,7 @@ from udabench.datasets.base import RowView
 from udabench.engine import batch_indices, build_optimizer, iterations_for
 from udabench.registry import METHODS
 
-from .base import (DeviceArrays, FitContext, UDAMethod, cached_stages, check_target_fraction, source_network,
+from .base import (BatchReader, FitContext, UDAMethod, cached_stages, check_target_fraction, source_network,
                    target_fraction_indices, to_tensor)
 from .gan import source_frechet_distance
 from .latent_search import latent_search, prior_draws
@@ -188,7 +188,7 @@ class GLSS(UDAMethod):
         dec_opt = build_optimizer(vae.decoder_parameters(), train['optimizer'])
         num_iters = iterations_for(train['epochs'], len(images), train['batch_size'])
         warmup = train['kl_warmup'] * num_iters
-        data = DeviceArrays({'x': images}, ctx.device)
+        data = BatchReader({'x': images}, ctx.device)
 
         def step(it):
             x = data.batch(batch_indices(len(images), train['batch_size'], it, ctx.seed))['x']

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from udabench.engine import autocast, configure_backend, host_floats
-from udabench.methods.base import DeviceArrays, to_tensor
+from udabench.methods.base import BatchReader, to_tensor
 from udabench.methods.latent_search import latent_search
 from udabench.methods.vae import EdgeSkipVAE
 
@@ -103,12 +103,12 @@ def test_host_floats_equal_item_for_every_dtype():
     assert all(type(v) is float for v in out.values())
 
 
-def test_device_arrays_on_the_cpu_give_the_batches_of_a_per_step_copy():
+def test_batches_are_a_per_step_copy_of_the_rows():
     """Same values and strides as ``to_tensor(array[indices])`` (an image array made as x[:, None]
     gets stride 1 on its channel axis, which oneDNN runs channels-last: other strides change results)."""
     images = (np.random.default_rng(0).random((10, 4, 4)).astype(np.float32) * 2 - 1)[:, None]
     masks = (images > 0).astype(np.float32)
-    data = DeviceArrays({'x': images, 'y': masks}, 'cpu')
+    data = BatchReader({'x': images, 'y': masks}, 'cpu')
     idx = np.array([7, 2, 2, 9])
     batch = data.batch(idx)
     assert len(data) == 10
