@@ -10,7 +10,7 @@ TOOLS = Path(__file__).resolve().parent.parent / 'tools'
 
 
 def pytest_configure(config):
-    for name in ('make_tables', 'run_benchmark', 'sweep'):
+    for name in ('compare_runs', 'make_tables', 'run_benchmark', 'sweep'):
         spec = importlib.util.spec_from_file_location(f'tools_{name}', TOOLS / f'{name}.py')
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
