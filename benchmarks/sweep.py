@@ -24,7 +24,7 @@ import os
 import signal
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -128,11 +128,9 @@ def expected_result(spec: RunSpec) -> Path:
 
 
 def pending(runs: list[RunSpec], threads: int | None = None) -> list[RunSpec]:
-    """The runs of ``runs`` without a finished result from this code and config: a missing,
-    unreadable or unfinished result file, or one made with another code version, another composed
-    config (a config file's default changed) or, when ``threads`` is given, another thread count,
-    is pending (``run`` then re-makes it)."""
-    return [s for s in runs if not _finished_here(expected_result(s), expected_config(s), threads)]
+    """The runs of ``runs`` without a finished result from this code and config (``why_pending``);
+    ``run`` re-makes them."""
+    return [s for s in runs if why_pending(s, threads)]
 
 
 def expected_config(spec: RunSpec) -> dict:
@@ -141,14 +139,29 @@ def expected_config(spec: RunSpec) -> dict:
                                  default=str))
 
 
-def _finished_here(path: Path, config: dict, threads: int | None) -> bool:
+#: Why a run is pending, as ``why_pending`` says it; '' where it is finished.
+PENDING_REASONS = ('no result file', 'unfinished', 'older code', 'other config', 'other threads')
+
+
+def why_pending(spec: RunSpec, threads: int | None = None) -> str:
+    """'' when ``spec``'s result file is finished (metrics, or a failure record) and made with this
+    code version, this composed config and, when ``threads`` is given, that thread count; else why not
+    (``PENDING_REASONS``: 'older code' is a file from another ``code_version`` of the method's code,
+    'other config' one whose config file defaults have changed since)."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return (isinstance(record, dict) and (bool(record.get('metrics')) or record.get('status') == 'failed')
-            and record.get('code_version') == method_code_version(config['method']['type']) and record.get('config') == config
-            and (threads is None or record.get('threads') == threads))
+        record = json.loads(expected_result(spec).read_text())
+    except OSError:
+        return 'no result file'
+    except ValueError:
+        return 'unfinished'
+    if not (isinstance(record, dict) and (bool(record.get('metrics')) or record.get('status') == 'failed')):
+        return 'unfinished'
+    config = expected_config(spec)
+    if record.get('code_version') != method_code_version(config['method']['type']):
+        return 'older code'
+    if record.get('config') != config:
+        return 'other config'
+    return 'other threads' if threads is not None and record.get('threads') != threads else ''
 
 
 #: How a run's CPU time is estimated, most specific first: from earlier runs of its method on its
@@ -208,21 +221,27 @@ def estimate(spec: RunSpec, estimates: dict) -> tuple[float | None, str]:
     return None, ''
 
 
-def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, cores: int, threads: int) -> str:
-    """What would run, with the estimated CPU time of each from earlier result files."""
+def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, cores: int, threads: int,
+                   reasons: dict | None = None) -> str:
+    """What would run, with the estimated CPU time of each from earlier result files and, given
+    ``reasons`` (run key -> ``why_pending``), why each is pending."""
     estimates = cpu_time_estimates(results_dir)
+    reasons = reasons or {}
     lines, total, unknown, coarse = [], 0.0, 0, defaultdict(int)
     for spec in todo:
         est, mark = estimate(spec, estimates)
         total += est or 0.0
         unknown += est is None
         coarse[mark] += est is not None and bool(mark)
+        why = f'  ({reasons[run_key(spec)]})' if reasons.get(run_key(spec)) else ''
         lines.append(f'{run_key(spec):<90} ' + (f'{est:8.0f} CPU-s {mark}'.rstrip() if est is not None
-                                                 else '       ? CPU-s'))
+                                                 else '       ? CPU-s') + why)
     parallel = max(1, cores // threads)
     fallbacks = ', '.join(f'{mark}: {coarse[mark]}' for mark, _ in ESTIMATE_LEVELS[1:])
-    lines.append(f'{len(todo)} of {len(runs)} runs to make ({len(runs) - len(todo)} finished); estimated '
-                 f'{total:.0f} CPU-s = {total / 3600:.2f} CPU-h, about {total / threads / parallel / 3600:.2f} h wall '
+    counted = Counter(reasons.get(run_key(spec), '') for spec in todo)
+    why = '; '.join(f'{counted[r]} {r}' for r in PENDING_REASONS if counted[r])
+    lines.append(f'{len(todo)} of {len(runs)} runs to make ({len(runs) - len(todo)} finished{"; " + why if why else ""}); '
+                 f'estimated {total:.0f} CPU-s = {total / 3600:.2f} CPU-h, about {total / threads / parallel / 3600:.2f} h wall '
                  f'with {parallel} run(s) of {threads} thread(s) at once'
                  + (f'; {unknown} run(s) have no earlier result of their method (not counted)' if unknown else '')
                  + f' (mean of wall time x threads of the result files under {results_dir}: of the same method, '

@@ -111,6 +111,28 @@ def test_dry_run_estimates_cpu_time_from_earlier_result_files(tmp_path, capsys):
     assert not (tmp_path / 'work').exists()                     # nothing ran
 
 
+def test_a_run_is_pending_for_a_reason_the_dry_run_names(tmp_path, capsys):
+    """A result file made by other code (another ``code_version``) or from another composed config
+    is re-made, and ``--dry-run`` says which of the two each pending run is."""
+    from udabench.engine import method_code_version
+    from tools_sweep import main
+    runs = sweep.expand(sweep.load_plan('smoke'), **_paths(tmp_path))
+    assert sweep.why_pending(runs[0]) == 'no result file'
+    for spec, code, config in ((runs[0], method_code_version('source_only'), None), (runs[1], 'older', None),
+                               (runs[2], method_code_version('source_only'), {'method': {'type': 'source_only'}})):
+        path = sweep.expected_result(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(metrics={'target_all': {'iou': 0.5}}, code_version=code, threads=1,
+                                        config=config or sweep.expected_config(spec))))
+    assert [sweep.why_pending(s) for s in runs[:3]] == ['', 'older code', 'other config']
+    sweep.expected_result(runs[0]).write_text('{"metr')
+    assert sweep.why_pending(runs[0]) == 'unfinished'
+    assert main(_cli(tmp_path, '--plan', 'smoke', '--dry-run')) == 0
+    out = capsys.readouterr().out
+    assert f'{sweep.run_key(runs[1])}' in out and '(older code)' in out and '(other config)' in out
+    assert '3 of 3 runs to make (0 finished; 1 unfinished; 1 older code; 1 other config)' in out
+
+
 def test_dry_run_estimate_prefers_the_same_target_and_study_then_falls_back_to_other_nets(tmp_path):
     def result(name, seconds, **fields):
         path = tmp_path / 'runs' / f'{name}.json'

@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     timeout_min = args.timeout_min or plan.get('timeout_min', 120)
     todo = sweep.pending(runs, threads)
     if args.dry_run:
-        print(sweep.dry_run_report(runs, todo, Path(args.results_dir), args.cores, threads))
+        reasons = {sweep.run_key(spec): sweep.why_pending(spec, threads) for spec in todo}
+        print(sweep.dry_run_report(runs, todo, Path(args.results_dir), args.cores, threads, reasons))
         return 0
     print(f'plan {args.plan}, shard {args.shard}: {len(todo)} of {len(runs)} runs to make')
     try:
