@@ -78,8 +78,10 @@ def select_tables(plan: Config, tables: list[str] | None) -> Config:
 
 def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
     """Every run of ``plan``, in plan order, without duplicates; ``spec_kwargs`` go to each RunSpec
-    (data_root, results_dir, work_dir, ...)."""
-    runs, seen = [], set()
+    (data_root, results_dir, work_dir, ...). A grid point whose composed config is that of a planned
+    untagged run (same study, method, net, target, seed and variant: the method's default is one of
+    its grid points) is not made twice: that run stands for it (``tables.grid_table`` names it)."""
+    runs, configs = {}, {}
     for group in plan.groups:
         for method in group['methods']:
             for net in group['nets']:
@@ -94,6 +96,8 @@ def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
                             raise ValueError(f'plan group for {method}: no control named {sorted(unknown)}; '
                                              f'declared: {[name for name, _ in points]}')
                         points = [(name, point) for name, point in points if name in controls]
+                    digests = {name: _config_digest(method, net, plan.profile, {**overrides, **point})
+                               for name, point in points}
                     for target in group['targets']:
                         for seed in group.get('seeds', plan.seeds):
                             for name, point in points:
@@ -101,10 +105,20 @@ def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
                                 spec = RunSpec(method=method, target=target, net=net, profile=plan.profile,
                                                seed=seed, overrides={**overrides, **point}, tag=tag,
                                                study=group.get('study', 'main'), progress=False, **spec_kwargs)
-                                if run_key(spec) not in seen:
-                                    seen.add(run_key(spec))
-                                    runs.append(spec)
-    return runs
+                                key, same = run_key(spec), (plan.profile, spec.study, method, target, net, seed,
+                                                            digests[name])
+                                planned, planned_point = configs.setdefault(same, (key, bool(name)))
+                                if planned != key:
+                                    if name or not planned_point:
+                                        continue                     # made by the run planned for this config
+                                    del runs[planned]                # the untagged run stands for that point
+                                    configs[same] = (key, False)
+                                runs.setdefault(key, spec)
+    return list(runs.values())
+
+
+def _config_digest(method: str, net: str, profile: str, overrides: dict) -> str:
+    return json.dumps(compose_config(method, net, profile, overrides).to_dict(), sort_keys=True, default=str)
 
 
 def run_key(spec: RunSpec) -> str:

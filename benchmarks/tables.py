@@ -249,7 +249,8 @@ def table2(records: list[dict], criterion: str = 'target_all') -> tuple[pd.DataF
         points = len(_by_tag(cell))
         if points > 1:
             notes.append(f'{METHOD_NAMES[method]}, {TARGET_NAMES[target]}, {NET_NAMES[net]}: best of '
-                         f'{points} runs by mean IoU on {criterion}: {tag or "the default configuration"}')
+                         f'{points} grid points by mean IoU on {criterion}: '
+                         f'{tag or default_point_name(chosen[0].get("config") or {})}')
         for metric in ('iou', 'dice'):
             rows[METHOD_NAMES[method]][(TARGET_NAMES[target], NET_NAMES[net], 'IoU' if metric == 'iou' else 'Dice')] = \
                 _cell(_values(chosen, 'target_all', metric))
@@ -264,21 +265,33 @@ def grid_table(records: list[dict], criterion: str = 'target_all') -> pd.DataFra
     """Seed 000 §2.2's grids in full: for every Table 2 cell with several points, each point's target
     IoU (mean ± std over seeds), its paired difference to the default configuration on the same seed
     (95 % t interval) and an x at the point Table 2 shows (best mean IoU on ``criterion``)."""
-    rows, methods = defaultdict(dict), []
+    rows, methods, default_point = defaultdict(dict), [], defaultdict(lambda: 'default')
     for method, target, net, chosen, tag, cell in table2_cells(records, criterion):
         points = _by_tag(cell)
         if len(points) < 2:
             continue
         methods += [method] if method not in methods else []
         where = f'{TARGET_NAMES[target]} {NET_NAMES[net]}'
+        if '' in points:
+            default_point[method] = default_point_name(points[''][0].get('config') or {})
         for point, runs in points.items():
             row = rows[(method, point)]
             row[f'{where} IoU'] = _cell(_values(runs, 'target_all', 'iou'))
             row[f'{where} − default'] = _delta_cell(paired_delta(runs, points.get('', []))) if point else ''
             row[f'{where} chosen'] = 'x' if point == tag else ''
     order = sorted(rows, key=lambda key: (methods.index(key[0]), key[1] != '', key[1]))
-    frame = pd.DataFrame([{'method': METHOD_NAMES[m], 'point': p or 'default', **rows[(m, p)]} for m, p in order])
+    frame = pd.DataFrame([{'method': METHOD_NAMES[m], 'point': p or default_point[m], **rows[(m, p)]} for m, p in order])
     return frame.fillna(MISSING)
+
+
+def default_point_name(config: dict) -> str:
+    """'default', with the grid point it is in parentheses where the default configuration is one of
+    the declared grid's points (the sweep then makes it once, untagged: ``sweep.expand``)."""
+    from .runner import point_tag
+    grid, values = config.get('grid') or {}, _flat(config)
+    if grid and all(key in values and values[key] in choices for key, choices in grid.items()):
+        return f"default ({point_tag({key: values[key] for key in grid})})"
+    return 'default'
 
 
 BASELINE = 'source_only'

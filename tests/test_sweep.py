@@ -29,8 +29,9 @@ def test_cpu_plan_lists_every_run_behind_every_table():
                       for m in ('adaptsegnet', 'glss_ablation', 'glss_ls_study', 'dada', 'bdl', 'dise',
                                 'cosine_similarity', 'depth_distribution')}
     other_grids = ('dada', 'bdl', 'dise', 'cosine_similarity', 'depth_distribution')
-    expected = {'Table 1': 5 * 2, 'Table 2': 8 * 2 * 2 + 3 * 2, 'AdaptSegNet grid': grid['adaptsegnet'] * 2,
-                'other grids': sum(grid[m] for m in other_grids) * 2,
+    # a main-study grid's point equal to the default configuration is the Table 2 run itself (- 1)
+    expected = {'Table 1': 5 * 2, 'Table 2': 8 * 2 * 2 + 3 * 2, 'AdaptSegNet grid': (grid['adaptsegnet'] - 1) * 2,
+                'other grids': sum(grid[m] - 1 for m in other_grids) * 2,
                 'Table 4': grid['glss_ablation'] * 2, 'Fig. 5': grid['glss_ls_study'] * 2,
                 'fraction': 6 * 3, 'controls': 6 * 2 * 2 * 3 + 2 * 2, 'GAN vs VAE': 2, 'Table 3': 12}
     assert grid['glss_ablation'] == 8 and grid['dada'] == 9 and len(runs) == seeds * sum(expected.values())
@@ -44,6 +45,24 @@ def test_cpu_plan_lists_every_run_behind_every_table():
                                                                     'clan', 'dada', 'bdl', 'dise', 'glss',
                                                                     'cosine_similarity', 'depth_distribution',
                                                                     'unsup_backprop'}
+
+
+def test_a_grid_point_equal_to_a_planned_default_run_is_that_run(tmp_path):
+    plan = tmp_path / 'plan.py'
+    default = "dict(methods=['bdl'], nets=['unet'], targets=['hand'])"
+    grid = "dict(methods=['bdl'], nets=['unet'], targets=['hand'], grid=True)"
+    plan.write_text(f"profile = 'smoke'\nseeds = [0, 1]\ngroups = [{grid}]\n")
+    alone = sweep.expand(sweep.load_plan(str(plan)))
+    assert sorted({s.tag for s in alone}) == ['lambda_adv_target=0.001', 'lambda_adv_target=0.002',
+                                              'lambda_adv_target=0.005'] and len(alone) == 6
+    assert compose_config('bdl', 'unet', 'smoke').method.lambda_adv_target == 0.001          # the default point
+    plan.write_text(f"profile = 'smoke'\nseeds = [0, 1]\ngroups = [{default}, {grid}]\n")
+    both = sweep.expand(sweep.load_plan(str(plan)))
+    assert [(s.tag, s.seed) for s in both] == [('', 0), ('', 1), ('lambda_adv_target=0.002', 0),
+                                               ('lambda_adv_target=0.005', 0), ('lambda_adv_target=0.002', 1),
+                                               ('lambda_adv_target=0.005', 1)]
+    plan.write_text(f"profile = 'smoke'\nseeds = [0, 1]\ngroups = [{grid}, {default}]\n")   # in either order
+    assert sorted((s.tag, s.seed) for s in sweep.expand(sweep.load_plan(str(plan)))) == sorted((s.tag, s.seed) for s in both)
 
 
 def test_a_group_may_name_the_controls_it_runs(tmp_path):

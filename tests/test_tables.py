@@ -104,9 +104,13 @@ def test_table2_notes_which_run_of_a_grid_chose_the_cell():
     point = {**record('adaptsegnet', 'snv', 0.5), 'tag': 'lambda_adv_target1=0.001'}
     frame, notes = table2([record('adaptsegnet', 'snv', 0.4), point, record('adaptsegnet', 'hand', 0.3)])
     assert frame.loc['AdaptSegNet', ('SNV', 'DeepLabv3+', 'IoU')] == '0.500 (n=1)'
-    assert notes == ['AdaptSegNet, SNV, DeepLabv3+: best of 2 runs by mean IoU on target_all: lambda_adv_target1=0.001']
+    assert notes == ['AdaptSegNet, SNV, DeepLabv3+: best of 2 grid points by mean IoU on target_all: lambda_adv_target1=0.001']
     _, notes = table2([record('adaptsegnet', 'snv', 0.6), point])
-    assert notes[0].endswith('the default configuration')
+    assert notes[0].endswith(': default')
+    on_grid = record('adaptsegnet', 'snv', 0.6, method_cfg={'lambda_adv_target1': 0.0002})
+    on_grid['config']['grid'] = {'method.lambda_adv_target1': [0.0002, 0.001]}
+    _, notes = table2([on_grid, point])
+    assert notes[0].endswith(': default (lambda_adv_target1=0.0002)')
 
 
 def test_cells_show_mean_std_and_n_below_three():
@@ -192,6 +196,19 @@ def test_grid_table_lists_every_point_against_the_default_and_marks_the_chosen_o
     assert row['Hand Gesture UNet chosen'] == 'x' and frame.loc[('DADA', 'default'), 'Hand Gesture UNet chosen'] == ''
     assert frame.loc[('DADA', 'default'), 'Hand Gesture UNet − default'] == ''
     assert grid_table(default).empty                                   # one point: no grid
+
+
+def test_grid_table_names_the_grid_point_the_default_run_stands_for():
+    from udabench.tables import grid_table
+    grid = {'method.lr': [1e-4, 2.5e-4], 'method.lambda_adv': [1e-3]}
+    default = _configured('dada', (0.40, 0.60, 0.20), lr=2.5e-4, lambda_adv=1e-3)
+    lower_lr = _configured('dada', (0.50, 0.65, 0.30), tag='lambda_adv=0.001_lr=0.0001', lr=1e-4, lambda_adv=1e-3)
+    for r in default + lower_lr:
+        r['config'] = {**r['config'], 'grid': grid}
+    frame = grid_table(default + lower_lr)
+    assert list(frame.point) == ['default (lambda_adv=0.001_lr=0.00025)', 'lambda_adv=0.001_lr=0.0001']
+    off_grid = [{**r, 'config': {**r['config'], 'method': {'lr': 5e-4, 'lambda_adv': 1e-3}}} for r in default]
+    assert list(grid_table(off_grid + lower_lr).point) == ['default', 'lambda_adv=0.001_lr=0.0001']
 
 
 def test_a_cell_mixing_configs_is_refused():
