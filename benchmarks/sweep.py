@@ -3,8 +3,8 @@
 A *plan* (``benchmarks/plans/<name>.py``, an mmengine config file) names a profile, seeds, threads
 and time limit per run, and groups of runs (methods x nets x targets x [declared grid points] x
 variants x seeds, with a study; `controls=True` runs each method's declared controls, a list of
-names only those). ``expand`` turns it into ``RunSpec``s; ``pending`` drops those whose
-result file exists; ``launch`` runs the rest through submitit:
+names only those). ``expand`` turns it into ``RunSpec``s; ``pending`` says which of them lack a
+finished result file from this code and config, and why; ``launch`` runs those through submitit:
 
 - ``local``: at most ``cores // threads`` runs at once, each a subprocess (submitit's
   ``LocalExecutor`` starts every job it is given at once, so jobs are handed to it as slots free up),
@@ -96,8 +96,8 @@ def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
                             raise ValueError(f'plan group for {method}: no control named {sorted(unknown)}; '
                                              f'declared: {[name for name, _ in points]}')
                         points = [(name, point) for name, point in points if name in controls]
-                    digests = {name: _config_digest(method, net, plan.profile, {**overrides, **point})
-                               for name, point in points}
+                    digests = {name: json.dumps(composed_config(method, net, plan.profile, {**overrides, **point}),
+                                                sort_keys=True) for name, point in points}
                     for target in group['targets']:
                         for seed in group.get('seeds', plan.seeds):
                             for name, point in points:
@@ -117,8 +117,9 @@ def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
     return list(runs.values())
 
 
-def _config_digest(method: str, net: str, profile: str, overrides: dict) -> str:
-    return json.dumps(compose_config(method, net, profile, overrides).to_dict(), sort_keys=True, default=str)
+def composed_config(method: str, net: str, profile: str, overrides: dict) -> dict:
+    """The composed config of a run as its result file stores it (JSON types)."""
+    return json.loads(json.dumps(compose_config(method, net, profile, overrides).to_dict(), default=str))
 
 
 def run_key(spec: RunSpec) -> str:
@@ -141,16 +142,16 @@ def expected_result(spec: RunSpec) -> Path:
     return result_path(spec, data_source_label(*kinds))
 
 
-def pending(runs: list[RunSpec], threads: int | None = None) -> list[RunSpec]:
-    """The runs of ``runs`` without a finished result from this code and config (``why_pending``);
-    ``run`` re-makes them."""
-    return [s for s in runs if why_pending(s, threads)]
+def pending(runs: list[RunSpec], threads: int | None = None) -> dict[str, str]:
+    """Run key -> ``why_pending`` of each run of ``runs`` without a finished result from this code and
+    config, in plan order; ``run`` re-makes them."""
+    reasons = {run_key(s): why_pending(s, threads) for s in runs}
+    return {key: why for key, why in reasons.items() if why}
 
 
 def expected_config(spec: RunSpec) -> dict:
-    """The composed config of ``spec`` as its result file stores it (JSON types)."""
-    return json.loads(json.dumps(compose_config(spec.method, spec.net, spec.profile, spec.overrides).to_dict(),
-                                 default=str))
+    """The composed config of ``spec`` as its result file stores it."""
+    return composed_config(spec.method, spec.net, spec.profile, spec.overrides)
 
 
 #: Why a run is pending, as ``why_pending`` says it; '' where it is finished.

@@ -61,9 +61,9 @@ def main(argv=None) -> int:
         return 2
     threads = args.threads or plan.get('threads', 1)
     timeout_min = args.timeout_min or plan.get('timeout_min', 120)
-    todo = sweep.pending(runs, threads)
+    reasons = sweep.pending(runs, threads)
+    todo = [spec for spec in runs if sweep.run_key(spec) in reasons]
     if args.dry_run:
-        reasons = {sweep.run_key(spec): sweep.why_pending(spec, threads) for spec in todo}
         print(sweep.dry_run_report(runs, todo, Path(args.results_dir), args.cores, threads, reasons))
         return 0
     print(f'plan {args.plan}, shard {args.shard}: {len(todo)} of {len(runs)} runs to make')
