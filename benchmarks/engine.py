@@ -19,15 +19,18 @@ A work directory is keyed by everything that determines its stages (``fingerprin
 """
 from __future__ import annotations
 
+import ast
 import ctypes
 import errno
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import logging
 import math
 import random
+import tokenize
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -73,16 +76,51 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def statements(node: ast.AST):
+    """``node`` and every statement under it, nested ones included (expressions are not entered:
+    what ``code_text`` and ``imported_modules`` look for are statements, and an order of magnitude
+    fewer nodes than ``ast.walk`` visits)."""
+    yield node
+    for field in ('body', 'orelse', 'finalbody', 'handlers', 'cases'):
+        for child in getattr(node, field, ()):
+            yield from statements(child)
+
+
+@functools.lru_cache(maxsize=None)
+def code_text(source: str) -> str:
+    """``source`` (Python) without what cannot change what it computes: docstrings (a string that is
+    the first statement of a module, class or function), comments, trailing spaces and blank lines.
+    Cut from the text, not re-printed from the syntax tree, so that it reads the same under every
+    Python version; indentation and every other token stay. Cached by the text: every method's
+    ``code_version`` reads the shared files."""
+    lines = source.split('\n')
+
+    def column(row, byte_offset):          # ast counts UTF-8 bytes, tokenize characters
+        return len(lines[row - 1].encode()[:byte_offset].decode())
+    cuts = []
+    for node in statements(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                cuts.append(((first.lineno, column(first.lineno, first.col_offset)),
+                             (first.end_lineno, column(first.end_lineno, first.end_col_offset))))
+    cuts += [(token.start, token.end) for token in tokenize.generate_tokens(io.StringIO(source).readline)
+             if token.type == tokenize.COMMENT]
+    for (row, col), (end_row, end_col) in sorted(cuts, reverse=True):     # from the end: positions stay valid
+        lines[row - 1:end_row] = [lines[row - 1][:col] + lines[end_row - 1][end_col:]]
+    return '\n'.join(line.rstrip() for line in lines if line.strip())
+
+
 def hash_sources(folders, exclude=()) -> str:
-    """Hash of every ``.py`` file (path relative to its folder, and content) under ``folders``, but
-    those whose relative path (``folder/...``) starts with one of ``exclude``."""
+    """Hash of every ``.py`` file (path relative to its folder, and ``code_text``) under ``folders``,
+    but those whose relative path (``folder/...``) starts with one of ``exclude``."""
     digest = hashlib.sha256()
     for folder in map(Path, folders):
         for path in sorted(folder.rglob('*.py')):
             if f'{folder.name}/{path.relative_to(folder).as_posix()}'.startswith(tuple(exclude)):
                 continue
             digest.update(f'{folder.name}/{path.relative_to(folder).as_posix()}\0'.encode())
-            digest.update(path.read_bytes() + b'\0')
+            digest.update(code_text(path.read_text()).encode() + b'\0')
     return digest.hexdigest()[:16]
 
 
@@ -94,10 +132,9 @@ def _package_dir(name: str) -> Path:
 def imported_modules(path: Path, package: str) -> set[str]:
     """The modules of ``package`` that the file at ``path`` (a module of ``package`` or not) imports
     anywhere in its text, by absolute (``package.x``) or, inside ``package``, relative name (``.x``)."""
-    import ast
     inside = path.resolve().parent == _package_dir(package)
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in statements(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names |= {a.name.removeprefix(package + '.') for a in node.names if a.name.startswith(package + '.')}
         elif isinstance(node, ast.ImportFrom):
@@ -124,25 +161,21 @@ def _method_closure(roots: set[str]) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=None)
-def code_version(module: str | None = None) -> str:
+def code_version(module: str) -> str:
     """Hash of the code a run of ``module`` (a ``udabench.methods`` module, e.g. ``'udabench.methods.bdl'``)
     executes: all of ``benchmarks/`` but ``NOT_RUN_CODE``, all of ``datasets/``, and of ``methods/``
     the module with every method module it imports, directly or not, and those the shared code
     imports. ``methods/__init__.py`` only imports the modules to register them and is left out, so
-    editing (or adding) one method re-makes its own runs and stages, not every other method's.
-    ``module=None``: every method module."""
+    editing (or adding) one method re-makes its own runs and stages, not every other method's. Each
+    file counts by its ``code_text``: editing a docstring or a comment re-makes nothing."""
     shared = [_package_dir('udabench.engine'), _package_dir('udabench.datasets')]
     digest = hashlib.sha256(hash_sources(shared, exclude=NOT_RUN_CODE).encode())
-    folder = _package_dir('udabench.methods')
-    if module is None:
-        roots = {p.stem for p in folder.glob('*.py')} - {'__init__'}
-    else:
-        roots = {module.removeprefix('udabench.methods.')} | {
-            name for shared_dir in shared for path in sorted(shared_dir.rglob('*.py'))
-            if not f'{shared_dir.name}/{path.relative_to(shared_dir).as_posix()}'.startswith(NOT_RUN_CODE)
-            for name in imported_modules(path, 'udabench.methods')}
+    roots = {module.removeprefix('udabench.methods.')} | {
+        name for shared_dir in shared for path in sorted(shared_dir.rglob('*.py'))
+        if not f'{shared_dir.name}/{path.relative_to(shared_dir).as_posix()}'.startswith(NOT_RUN_CODE)
+        for name in imported_modules(path, 'udabench.methods')}
     for path in _method_closure(roots):
-        digest.update(f'methods/{path.name}\0'.encode() + path.read_bytes() + b'\0')
+        digest.update(f'methods/{path.name}\0'.encode() + code_text(path.read_text()).encode() + b'\0')
     return digest.hexdigest()[:16]
 
 

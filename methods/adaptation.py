@@ -356,23 +356,21 @@ class TargetAdaptation(UDAMethod):
 
 
 class DepthAwareAdaptation(TargetAdaptation):
-    """One discriminator on the main output's weighted self-information times a per-pixel depth cue
-    (``depth_cue``): DADA's predicted depth (Vu et al., ICCV 2019: depth-aware fusion) or the
-    depth-distribution method's predicted class-depth density (seed 004), with weight ``lambda_adv``; both need source
-    depth, and both official codes train the discriminator on the full (not halved) loss."""
+    """One discriminator on the main output's weighted self-information times a per-pixel depth cue,
+    the (N, 1, H, W) network output named ``depth_cue``: DADA's predicted depth (Vu et al., ICCV 2019:
+    depth-aware fusion) or the depth-distribution method's predicted class-depth density (seed 004),
+    with weight ``lambda_adv``; both need source depth, and both official codes train the
+    discriminator on the full (not halved) loss."""
     needs_source_depth = True
     disc_loss_scale = 1.0
+    depth_cue: str
     lambda_adv: float
-
-    def depth_cue(self, out: dict) -> torch.Tensor:
-        """(N, 1, H, W) map multiplying the self-information the discriminator sees."""
-        raise NotImplementedError
 
     def discriminator_channels(self, num_classes):
         return {'main': num_classes}
 
     def discriminator_inputs(self, out):
-        return {'main': weighted_self_information(two_class_probs(out['main'])) * self.depth_cue(out)}
+        return {'main': weighted_self_information(two_class_probs(out['main'])) * out[self.depth_cue]}
 
     def adversarial_weights(self, iteration):
         return {'main': self.lambda_adv}

@@ -73,7 +73,7 @@ class BDL(TargetAdaptation):
         for k in range(self.rounds):
             translated = self.translate_source(ctx, source, f'translation_{k}')
             self.adapt(ctx, translated, f'adaptation_{k}', labels)
-            Path(translated.array.filename).unlink()      # made again from the checkpoint if resumed
+            self.translation_file(ctx, f'translation_{k}').unlink()   # made again from the checkpoint if resumed
             if k + 1 < self.rounds:
                 labels = self.target_pseudo_labels(ctx, self.ssl_cap)
 
@@ -135,4 +135,9 @@ class BDL(TargetAdaptation):
                                                         'g_opt': g_opt, 'd_opt': d_opt,
                                                         'pool_s': pools['s'], 'pool_t': pools['t']})
         gens.eval()
-        return RowView(translate(gens['s2t'], source, ctx.stages.work_dir / f'{stage}.npy', dev))
+        return RowView(translate(gens['s2t'], source, self.translation_file(ctx, stage), dev))
+
+    @staticmethod
+    def translation_file(ctx: FitContext, stage: str) -> Path:
+        """Where translation ``stage`` writes its translated source images."""
+        return ctx.stages.work_dir / f'{stage}.npy'

@@ -48,6 +48,7 @@ class DepthFusion(nn.Module):
 @METHODS.register_module(name='dada')
 class DADA(DepthAwareAdaptation):
     horizon_ratio = 250 / 90
+    depth_cue = 'depth'
 
     def __init__(self, lambda_seg: float = 0.5, lambda_depth: float = 1e-3, lambda_adv: float = 1e-3, **kwargs):
         super().__init__(**kwargs)
@@ -79,9 +80,6 @@ class DADA(DepthAwareAdaptation):
         inverse_depth = 1.0 / batch['ds'].clamp_min(1e-3)
         return {'seg': self.lambda_seg * self.seg_loss(out['main'], batch['ys']),
                 'depth': self.lambda_depth * berhu_loss(out['depth'], inverse_depth)}
-
-    def depth_cue(self, out):
-        return out['depth']
 
     @torch.no_grad()
     def predict(self, images):

@@ -179,6 +179,7 @@ class ClassDepthDistributions(nn.Module):
 
 @METHODS.register_module(name='depth_distribution')
 class DepthDistribution(DepthAwareAdaptation):
+    depth_cue = 'density_up'
 
     def __init__(self, lambda_seg: float = 1.0, lambda_depth: float = 0.005, lambda_balance: float = 0.01,
                  lambda_target_balance: float = 0.05, lambda_adv: float = 0.05, components: int = 5,
@@ -246,9 +247,6 @@ class DepthDistribution(DepthAwareAdaptation):
         predicted = resize_classes(predicted_classes(out['main']), size)
         density = self.distributions.target(predicted, out['depth'].detach()[:, 0])
         return {'target_balance': self.lambda_target_balance * berhu_loss(out['density'], density)}
-
-    def depth_cue(self, out):
-        return out['density_up']
 
     def fit(self, ctx: FitContext) -> None:
         self.build(ctx)

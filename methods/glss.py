@@ -71,8 +71,8 @@ def vae_diagnostics(vae: EdgeSkipVAE, heldout: RowView, mean_image: np.ndarray, 
     generator = torch.Generator().manual_seed(seed)
     mean = to_tensor(mean_image, device)
     rec, base, change, mus = [], [], [], []
-    for start in range(0, len(heldout), batch_size):
-        x = to_tensor(heldout[start:start + batch_size], device)
+    for rows in heldout.batches(batch_size):
+        x = to_tensor(rows, device)
         edges = sobel_edges(x)
         mu = vae.encode(x)[0]
         z1, z2 = (torch.randn(len(x), vae.latent, generator=generator).to(device) for _ in range(2))

@@ -271,12 +271,12 @@ def test_holdout_split_is_seeded_disjoint_and_ten_percent():
 def test_vae_diagnostics_tell_a_vae_that_ignores_z_from_one_that_uses_it():
     images = _Blobs().images
     dead = EdgeSkipVAE(image_size=16, latent=8, width=16, stem=8, hidden=32, init='normal_0.02').eval()
-    d = vae_diagnostics(dead, images, images.mean(0), seed=0, device='cpu')
+    d = vae_diagnostics(dead, RowView(images), images.mean(0), seed=0, device='cpu')
     assert d['z_sensitivity'] < 1e-3 and d['active_units'] == 0 and d['heldout_images'] == 8
     assert d['rec_to_mean_image'] == pytest.approx(d['heldout_rec_mse'] / d['heldout_mean_image_mse'])
     lively = _lively_vae()
     big = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (6, 1, 32, 32)), dtype=torch.float32).numpy()
-    assert vae_diagnostics(lively, big, big.mean(0), seed=0, device='cpu')['z_sensitivity'] > 0.01
+    assert vae_diagnostics(lively, RowView(big), big.mean(0), seed=0, device='cpu')['z_sensitivity'] > 0.01
 
 
 def test_each_image_starts_from_its_own_z_whatever_the_batching():

@@ -101,7 +101,29 @@ def test_the_code_version_changes_with_any_source_file(tmp_path):
     before = engine.hash_sources([tmp_path / 'pkg'])
     (tmp_path / 'pkg' / 'sub' / 'losses.py').write_text('w = 2\n')
     assert engine.hash_sources([tmp_path / 'pkg']) != before
-    assert len(engine.code_version()) == 16
+    assert len(engine.code_version('udabench.methods.glss')) == 16
+
+
+def test_the_code_version_ignores_docstrings_comments_and_layout_but_no_code(tmp_path):
+    # A typo fixed in a docstring must not make every committed result "older code".
+    module = tmp_path / 'pkg' / 'm.py'
+    module.parent.mkdir()
+
+    def version(text):
+        module.write_text(text)
+        return engine.hash_sources([tmp_path / 'pkg'])
+    base = version('"""Module."""\nclass A:\n    """A."""\n    def f(self, x):\n        """Doc."""\n'
+                   '        return x * 2  # twice\n\n\nNAME = \'a\'\n')
+    for same in ('"""Module,\n\nrewritten."""\nclass A:\n    """B."""\n    def f(self, x):\n'
+                 '        \'\'\'Other doc.\'\'\'\n        return x * 2    # three times\n\nNAME = \'a\'\n',
+                 'class A:\n    def f(self, x):\n        return x * 2\nNAME = \'a\'\n'):
+        assert version(same) == base
+    for changed in ('class A:\n    def f(self, x):\n        return x * 3\nNAME = \'a\'\n',
+                    'class A:\n    def f(self, x):\n        return x * 2\nNAME = \'b\'\n',           # a string that is data
+                    'class A:\n    def f(self, x):\n        y = 1\n        """not a docstring"""\n'
+                    '        return x * 2\nNAME = \'a\'\n',
+                    'class A:\n    def f(self, x):\n        return x * 2\n    NAME = \'a\'\n'):   # indentation is code
+        assert version(changed) != base, changed
 
 
 def test_the_code_version_ignores_only_code_that_reads_results_or_lists_runs(tmp_path):
@@ -139,7 +161,7 @@ def test_a_method_s_code_version_covers_its_own_imports_and_the_shared_code_only
         for edit, changed in (('methods/helper.py', {'a'}), ('methods/b.py', {'b'}), ('methods/__init__.py', set()),
                               ('benchmarks/tables.py', set()), ('methods/base.py', {'a', 'b'}),
                               ('datasets/synthetic.py', {'a', 'b'}), ('benchmarks/runner.py', {'a', 'b'})):
-            (tmp_path / edit).write_text((tmp_path / edit).read_text() + '# edited\n')
+            (tmp_path / edit).write_text((tmp_path / edit).read_text() + 'edited = 1\n')
             after = versions()
             assert {m for m in after if after[m] != before[m]} == changed, edit
             before = after
