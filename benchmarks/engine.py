@@ -92,8 +92,7 @@ def code_text(source: str) -> str:
     the first statement of a module, class or function), comments, trailing spaces and blank lines.
     Cut from the text, not re-printed from the syntax tree, so that it reads the same under every
     Python version (checked for this repository's files under 3.10-3.13); indentation and every
-    other token stay. Cached by the text: every method's
-    ``code_version`` reads the shared files."""
+    other token stay. Cached by the text: every method's ``code_version`` reads the shared files."""
     lines = source.split('\n')
 
     def column(row, byte_offset):          # ast counts UTF-8 bytes, tokenize characters
