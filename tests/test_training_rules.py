@@ -9,8 +9,9 @@ import torch
 from udabench.datasets.base import SegmentationSet
 from udabench.engine import StageRunner, build_optimizer
 from udabench.methods.base import FitContext
-from udabench.methods.discriminator import SOURCE_LABEL, TARGET_LABEL, domain_bce, entropy_loss, two_class_probs
-from udabench.registry import METHODS, lookup
+from udabench.methods.discriminator import (SOURCE_LABEL, TARGET_LABEL, domain_bce, entropy_loss, two_class_probs,
+                                            weighted_self_information)
+from udabench.registry import METHODS, lookup, registered
 
 SIZE = 32
 PLAIN_SGD = dict(type='SGD', lr=1e-2)
@@ -133,12 +134,26 @@ def test_clan_schedule_warm_up_no_halving_and_corner_aligned_upsampling(tmp_path
     assert torch.allclose(method.discriminate('main', x), expected)
 
 
-def test_dada_discriminator_input_changes_with_depth(tmp_path):
-    method, ctx = built(tmp_path, 'dada')
+def depth_aware_methods() -> list[str]:
+    from udabench.methods.adaptation import DepthAwareAdaptation
+    return [name for name in registered(METHODS) if issubclass(METHODS.module_dict[name], DepthAwareAdaptation)]
+
+
+@pytest.mark.parametrize('name', depth_aware_methods())
+def test_depth_aware_discriminator_input_is_the_weighted_self_information_times_the_depth_cue(tmp_path, name):
+    """Every DepthAwareAdaptation (DADA, depth distribution, any new one) names a (N, 1, H, W) output of
+    its network as ``depth_cue``; its discriminator sees that output times the weighted self-information,
+    and the adversarial gradient reaches the cue (the generator steps of valeoai/DADA's train_dada and
+    depdis's train_depdis do not detach it)."""
+    method, ctx = built(tmp_path, name)
     out = method.outputs(batch_of(ctx)['xt'])
-    a = method.discriminator_inputs(out)['main']
-    b = method.discriminator_inputs({**out, 'depth': out['depth'] * 2})['main']
-    assert not torch.allclose(a, b)
+    assert out[method.depth_cue].shape == (2, 1, SIZE, SIZE)
+    cue = out[method.depth_cue].detach().requires_grad_()
+    fused = method.discriminator_inputs({**out, method.depth_cue: cue})['main']
+    information = weighted_self_information(two_class_probs(out['main'])).detach()
+    assert torch.allclose(fused, information * cue)
+    fused.sum().backward()
+    assert torch.allclose(cue.grad, information.sum(1, keepdim=True))
 
 
 def test_dada_fusion_starts_as_the_identity():
