@@ -39,8 +39,10 @@ def package_versions() -> dict:
 
 def machine() -> dict:
     """The CPU a run's numbers were computed on. The same code, seed and thread count repeat bit for
-    bit on one kind of CPU, but the kernels PyTorch picks differ by instruction set (AVX2, AVX512),
-    so another CPU gives other rounding and, after many training steps, other numbers."""
+    bit on one kind of CPU, but the kernels PyTorch picks differ by instruction set (AVX2, AVX512) and,
+    on one instruction set, by vendor (Intel Xeon against AMD EPYC, both AVX512: other numbers), so
+    another CPU gives other rounding and, after many training steps, other numbers; ``tables.cpu_kind``
+    names the kind by the model and the instruction set."""
     import torch
     model = next((line.split(':', 1)[1].strip() for line in _cpuinfo() if line.startswith('model name')), None)
     return {'cpu': model or platform.processor() or None, 'cpu_capability': torch.backends.cpu.get_cpu_capability(),

@@ -36,7 +36,9 @@ from submitit.helpers import Checkpointable
 from udabench import datasets as data_registry
 
 from .engine import method_code_version
+from .results import machine
 from .runner import RunSpec, compose_config, data_source_label, result_path, run, run_points
+from .tables import cpu_kind
 from .tasks import TASKS, task_of
 
 PLAN_DIR = Path(__file__).resolve().parent / 'plans'
@@ -177,6 +179,29 @@ def why_pending(spec: RunSpec, threads: int | None = None) -> str:
     if record.get('config') != config:
         return 'other config'
     return 'other threads' if threads is not None and record.get('threads') != threads else ''
+
+
+def other_cpu_kinds_note(runs: list[RunSpec]) -> str:
+    """'' where every existing result file of ``runs`` was computed on this machine's kind of CPU
+    (``tables.cpu_kind``); else a note counting the files of each other kind. A run made here shares
+    neither a table cell nor a paired difference with those (one seed is another network there), so
+    a re-make on this machine goes into another results dir, a whole table at a time."""
+    here = cpu_kind({'machine': machine()})
+    kinds, existing = Counter(), 0
+    for spec in runs:
+        try:
+            record = json.loads(expected_result(spec).read_text())
+        except (OSError, ValueError):
+            continue
+        existing += 1
+        kinds[cpu_kind(record if isinstance(record, dict) else {})] += 1
+    others = {kind: n for kind, n in sorted(kinds.items()) if kind != here}
+    if not others:
+        return ''
+    return (f'note: this machine is {here}; {sum(others.values())} of the plan\'s {existing} result files were made '
+            f'on another kind of CPU ({", ".join(f"{n} on {kind}" for kind, n in others.items())}). Runs made here '
+            'share no table cell or paired difference with them (make_tables refuses the mix): re-make whole tables '
+            'into another --results-dir.')
 
 
 #: How a run's CPU time is estimated, most specific first: from earlier runs of its method on its

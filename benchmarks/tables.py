@@ -77,15 +77,22 @@ def _config_digest(record: dict) -> str:
 
 
 def cpu_kind(record: dict) -> str:
-    """The CPU instruction set a run was computed with (``machine.cpu_capability``); 'unrecorded' for
-    result files older than the field. One seed's numbers differ between CPU kinds (other kernels,
-    other rounding: Source Only on the hand twin, seed 1, 0.333 IoU on an earlier machine, 0.441 on
-    an AVX512 one, same code)."""
-    return str((record.get('machine') or {}).get('cpu_capability') or 'unrecorded')
+    """The kind of CPU a run was computed on: its model and instruction set (``machine.cpu`` and
+    ``machine.cpu_capability``), e.g. 'AMD EPYC (AVX512)'; 'unrecorded' for result files older than
+    the fields. One seed's numbers differ between CPU kinds (other kernels, other rounding): Source
+    Only on the hand twin, seed 1, 0.333 IoU on an earlier machine, 0.441 on an AVX512 one; and on one
+    instruction set from two vendors, a fine-tuning control at 0.339 IoU on an Intel Xeon (AVX512) and
+    0.238 on an AMD EPYC (AVX512), same code, seed and thread count."""
+    machine = record.get('machine') or {}
+    capability = machine.get('cpu_capability')
+    if not capability:
+        return 'unrecorded'
+    return f'{machine["cpu"]} ({capability})' if machine.get('cpu') else str(capability)
 
 
-CPU_NOTE = ('Both runs of a pair were computed on one kind of CPU (`machine.cpu_capability` in the result files; '
-            'a pair across kinds is refused, files made before the field was recorded counting as a kind of their own).')
+CPU_NOTE = ('Both runs of a pair were computed on one kind of CPU (`machine.cpu` and `machine.cpu_capability` in the '
+            'result files; a pair across kinds is refused, files made before the fields were recorded counting as a '
+            'kind of their own).')
 
 
 def check_one_version(records: list[dict]) -> None:

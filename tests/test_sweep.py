@@ -152,6 +152,23 @@ def test_a_run_is_pending_for_a_reason_the_dry_run_names(tmp_path, capsys):
     assert '3 of 3 runs to make (0 finished; 1 unfinished; 1 older code; 1 other config)' in out
 
 
+def test_a_sweep_names_the_result_files_made_on_another_kind_of_cpu(tmp_path, capsys):
+    """Runs made here pair with none made on another CPU kind (``tables.cpu_kind``), so a dry run and a
+    sweep say so before anything is made, counting the files per kind."""
+    from udabench.results import machine
+    from tools_sweep import main
+    runs = sweep.expand(sweep.load_plan('smoke'), **_paths(tmp_path))
+    for spec, made_on in zip(runs, (machine(), {'cpu': 'Other CPU', 'cpu_capability': 'AVX2'}, None)):
+        path = sweep.expected_result(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(metrics={'target_all': {'iou': 0.5}}, code_version='older', machine=made_on)))
+    note = sweep.other_cpu_kinds_note(runs)
+    assert '2 of the plan\'s 3 result files' in note and '1 on Other CPU (AVX2)' in note and '1 on unrecorded' in note
+    assert sweep.other_cpu_kinds_note(runs[:1]) == ''
+    assert main(_cli(tmp_path, '--plan', 'smoke', '--dry-run')) == 0
+    assert note in capsys.readouterr().out
+
+
 def test_dry_run_estimate_prefers_the_same_target_and_study_then_falls_back_to_other_nets(tmp_path):
     def result(name, seconds, **fields):
         path = tmp_path / 'runs' / f'{name}.json'

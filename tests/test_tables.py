@@ -240,6 +240,30 @@ def test_a_cell_mixing_cpu_kinds_is_refused():
         table2(runs)
 
 
+INTEL, AMD = 'Intel(R) Xeon(R) Processor', 'AMD EPYC'
+
+
+def test_one_instruction_set_on_two_cpu_models_is_two_cpu_kinds():
+    """Seen on 2026-12-06: the committed DepthDistribution fine-tuning control (DeepLabv3+, SNV, seed 0),
+    made on an Intel Xeon (AVX512), 0.339 IoU; the same code, seed and thread count on an AMD EPYC
+    (AVX512 too) 0.238. The instruction set alone does not name the kernels' rounding."""
+    import pytest
+
+    from udabench.tables import cpu_kind, paired_delta, table2
+    assert cpu_kind({'machine': {'cpu': AMD, 'cpu_capability': 'AVX512'}}) == 'AMD EPYC (AVX512)'
+    runs = _seeded('source_only', (0.3, 0.5))
+    runs[0]['machine'] = {'cpu': INTEL, 'cpu_capability': 'AVX512'}
+    runs[1]['machine'] = {'cpu': AMD, 'cpu_capability': 'AVX512'}
+    runs[0]['_path'], runs[1]['_path'] = 'a.json', 'b.json'
+    with pytest.raises(ValueError, match=r'2 CPU kinds.*AMD EPYC \(AVX512\): b\.json'):
+        table2(runs)
+    method = [record('advent', 'hand', iou, seed=s) for s, iou in enumerate((0.5, 0.6))]
+    for r in method:
+        r['machine'] = {'cpu': INTEL, 'cpu_capability': 'AVX512'}
+    with pytest.raises(ValueError, match=r'different kinds of CPU'):
+        paired_delta(method, runs)
+
+
 def test_a_pair_across_cpu_kinds_is_refused():
     import pytest
 

@@ -62,6 +62,9 @@ def main(argv=None) -> int:
     threads = args.threads or plan.get('threads', 1)
     timeout_min = args.timeout_min or plan.get('timeout_min', 120)
     reasons = sweep.pending(runs, threads)
+    note = sweep.other_cpu_kinds_note(runs)
+    if note:
+        print(note)
     todo = [spec for spec in runs if sweep.run_key(spec) in reasons]
     if args.dry_run:
         print(sweep.dry_run_report(runs, todo, Path(args.results_dir), args.cores, threads, reasons))
