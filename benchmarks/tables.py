@@ -79,10 +79,9 @@ def _config_digest(record: dict) -> str:
 def cpu_kind(record: dict) -> str:
     """The kind of CPU a run was computed on: its model and instruction set (``machine.cpu`` and
     ``machine.cpu_capability``), e.g. 'AMD EPYC (AVX512)'; 'unrecorded' for result files older than
-    the fields. One seed's numbers differ between CPU kinds (other kernels, other rounding): Source
-    Only on the hand twin, seed 1, 0.333 IoU on an earlier machine, 0.441 on an AVX512 one; and on one
-    instruction set from two vendors, a fine-tuning control at 0.339 IoU on an Intel Xeon (AVX512) and
-    0.238 on an AMD EPYC (AVX512), same code, seed and thread count."""
+    the fields. One seed's numbers differ between CPU kinds (other kernels, other rounding), on one
+    instruction set too: Source Only on the hand twin, seed 1, 0.333 IoU on an AMD EPYC (AVX512) and
+    0.441 on an Intel Xeon (AVX512), same code, seed and thread count."""
     machine = record.get('machine') or {}
     capability = machine.get('cpu_capability')
     if not capability:
