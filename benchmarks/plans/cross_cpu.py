@@ -3,7 +3,8 @@
 # pairs with a committed file made elsewhere): Source Only, the output-space adversarial baselines,
 # cosine similarity and depth distribution on DeepLabv3+ (default points) with their fine-tuning and
 # positive controls; on UNet the baselines' rows, fine-tuning controls and the strong positive control
-# on SNV. About 4.5 CPU-hours on 2 cores, two one-thread runs at a time:
+# on SNV. 192 runs, about 4 CPU-hours (recorded: 4.2 on an Intel Xeon, 4.0 on an AMD EPYC), 2 h wall
+# on 2 cores with two one-thread runs at a time:
 # `python tools/sweep.py --plan cross_cpu --results-dir results/<cpu> --tables results/<cpu>/tables`
 profile = 'cpu'
 seeds = [0, 1, 2]
