@@ -21,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import statistics
 import time
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -204,6 +206,17 @@ def other_cpu_kinds_note(runs: list[RunSpec]) -> str:
             'into another --results-dir.')
 
 
+def cpu_work_dir(base: str | Path) -> Path:
+    """``base``/<this machine's CPU kind> (``tables.cpu_kind``, e.g. ``work_dirs/AMD_EPYC_AVX512``): where a
+    run keeps its stage checkpoints and the stages it caches for other runs (the Source Only network,
+    GLSS's VAE). A stage trained on one kind of CPU is another network on another, and a work folder
+    outlives its machine (a persistent disk, a cluster of mixed nodes): shared, a run would resume or
+    reuse that network and its result file would name this machine. The run key holds no CPU kind (the
+    result file records the machine), so the sweep's jobs and ``tools/run_benchmark.py`` call this where
+    the run executes."""
+    return Path(base) / re.sub(r'[^0-9A-Za-z]+', '_', cpu_kind({'machine': machine()})).strip('_')
+
+
 #: How a run's CPU time is estimated, most specific first: from earlier runs of its method on its
 #: net, target and study; else of its method on its net (marked ``~net``); else of its method on the
 #: other nets, each scaled by how much dearer this net is for the methods run on both (``~net×``, see
@@ -301,7 +314,7 @@ class RunJob(Checkpointable):
 
     def __call__(self) -> dict:
         torch.set_num_threads(self.threads)
-        path = run(self.spec)
+        path = run(replace(self.spec, work_dir=str(cpu_work_dir(self.spec.work_dir))))
         return dict(key=run_key(self.spec), result=str(path), metrics=json.loads(Path(path).read_text())['metrics'])
 
 

@@ -169,6 +169,34 @@ def test_a_sweep_names_the_result_files_made_on_another_kind_of_cpu(tmp_path, ca
     assert note in capsys.readouterr().out
 
 
+def _on_cpu(monkeypatch, name):
+    """Make this machine, as the sweep and the result files see it, a CPU called ``name``."""
+    import udabench.results
+    for module in (udabench.results, sweep):
+        monkeypatch.setattr(module, 'machine', lambda: {'cpu': name, 'cpu_capability': 'AVX2', 'cores': 2})
+
+
+def test_a_run_on_another_kind_of_cpu_trains_its_stages_again(tmp_path, monkeypatch):
+    """A work folder outlives its machine (a persistent disk, a cluster of mixed nodes), and a stage
+    trained on one kind of CPU is another network on another (``tables.cpu_kind``). A sweep's job and
+    ``run_benchmark`` keep stages and caches per CPU kind, chosen where the run executes: a run here
+    must not resume or reuse a network made elsewhere and record it as made here."""
+    from tools_run_benchmark import main as run_benchmark
+    spec = dict(method='source_only', target='hand', net='unet', profile='smoke', progress=False)
+    for cpu, results in (('CPU A', 'runs_a'), ('CPU B', 'runs_b')):       # each kind its own results dir
+        _on_cpu(monkeypatch, cpu)
+        paths = dict(_paths(tmp_path), results_dir=str(tmp_path / results))
+        [(_, outcome)] = sweep.launch([RunSpec(**spec, **paths)], 'debug', tmp_path / 'log', threads=1, timeout_min=5)
+        assert not isinstance(outcome, Exception), outcome
+    trained = sorted(p.relative_to(tmp_path / 'work').parts[0] for p in (tmp_path / 'work').rglob('segmentation.pth'))
+    assert trained == ['CPU_A_AVX2', 'CPU_B_AVX2']
+    _on_cpu(monkeypatch, 'CPU C')
+    assert run_benchmark(['--method', 'source_only', '--target', 'hand', '--net', 'unet', '--profile', 'smoke',
+                          '--no-progress', '--data-root', str(tmp_path / 'no-real-data'),
+                          '--results-dir', str(tmp_path / 'runs_c'), '--work-dir', str(tmp_path / 'work')]) == 0
+    assert (tmp_path / 'work' / 'CPU_C_AVX2').is_dir()
+
+
 def test_dry_run_estimate_prefers_the_same_target_and_study_then_falls_back_to_other_nets(tmp_path):
     def result(name, seconds, **fields):
         path = tmp_path / 'runs' / f'{name}.json'

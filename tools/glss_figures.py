@@ -22,6 +22,7 @@ import torch
 from udabench.methods.latent_search import latent_search, per_image_loss, ssim
 from udabench.methods.vae import sobel_edges
 from udabench.runner import RunSpec, prepare
+from udabench.sweep import cpu_work_dir
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,11 +36,11 @@ def main(argv=None) -> int:
     parser.add_argument('--images', type=int, default=4, help='target images shown')
     parser.add_argument('--trace-images', type=int, default=64, help='target images whose search trajectory is printed')
     parser.add_argument('--data-root', default='data/real')
-    parser.add_argument('--work-dir', default='work_dirs')
+    parser.add_argument('--work-dir', default='work_dirs', help="run_benchmark's --work-dir (a folder per kind of CPU in it)")
     parser.add_argument('--out', default='results/figures')
     args = parser.parse_args(argv)
     prepared = prepare(RunSpec(method='glss', target=args.target, net=args.net, profile=args.profile,
-                               data_root=args.data_root, work_dir=args.work_dir, progress=False))
+                               data_root=args.data_root, work_dir=str(cpu_work_dir(args.work_dir)), progress=False))
     glss, ctx = prepared.method, prepared.ctx
     glss.fit(ctx)   # loads the cached Source Only network and VAE (trains them if absent)
     target = prepared.target

@@ -18,6 +18,7 @@ import logging
 import sys
 
 from udabench.results import describe_result
+from udabench.sweep import cpu_work_dir
 from udabench.runner import (TARGETS, RunSpec, compose_config, describe_registries, run_points,
                              parse_overrides, run, run_status, validate)
 
@@ -42,7 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument('--force', action='store_true', help='re-run even if the result file exists')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')
     parser.add_argument('--results-dir', default='results/runs')
-    parser.add_argument('--work-dir', default='work_dirs', help='checkpoints and caches')
+    parser.add_argument('--work-dir', default='work_dirs',
+                        help='checkpoints and caches, in a folder per kind of CPU (<work-dir>/<cpu kind>)')
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
     parser.add_argument('--list', action='store_true', help='list registered names and exit')
     args = parser.parse_args(argv)
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
         specs = [RunSpec(method=args.method, target=args.target, net=args.net, profile=args.profile,
                          seed=seed, data_root=args.data_root, overrides={**overrides, **point},
                          tag='_'.join(t for t in (args.tag, name) if t), study=args.study,
-                         results_dir=args.results_dir, work_dir=args.work_dir, device=args.device,
+                         results_dir=args.results_dir, work_dir=str(cpu_work_dir(args.work_dir)), device=args.device,
                          progress=not args.no_progress)
                  for seed in args.seed for name, point in points]
         for spec in specs:          # every point validated before any trains

@@ -31,6 +31,7 @@ import traceback
 from pathlib import Path
 
 from udabench.runner import RunSpec, compose_config, config_names, parse_overrides, run
+from udabench.sweep import cpu_work_dir
 from udabench.tasks import TASKS
 
 NETS = ('deeplabv3plus', 'unet')
@@ -81,7 +82,7 @@ def check_one(method: str, net: str, target: str, profile: str, steps: int, imag
     spec = RunSpec(method=method, target=target, net=net, profile=profile, data_root=str(root / 'no-real-data'),
                    overrides={**step_overrides(method, net, profile, steps, images), **(overrides or {})},
                    results_dir=str(root / 'runs'),
-                   work_dir=str(root / 'work'), synthetic_cache=str(root / 'synth'), device=device, progress=False)
+                   work_dir=str(cpu_work_dir(root / 'work')), synthetic_cache=str(root / 'synth'), device=device, progress=False)
     done = subprocess.run([sys.executable, __file__, '--child', json.dumps(dataclasses.asdict(spec))],
                           capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
