@@ -212,8 +212,8 @@ def cpu_work_dir(base: str | Path) -> Path:
     GLSS's VAE). A stage trained on one kind of CPU is another network on another, and a work folder
     outlives its machine (a persistent disk, a cluster of mixed nodes): shared, a run would resume or
     reuse that network and its result file would name this machine. The run key holds no CPU kind (the
-    result file records the machine), so the sweep's jobs and ``tools/run_benchmark.py`` call this where
-    the run executes."""
+    result file records the machine), so the sweep's jobs and the tools that run (``run_benchmark.py``,
+    ``glss_figures.py``, ``startup_check.py``) call this where the run executes."""
     return Path(base) / re.sub(r'[^0-9A-Za-z]+', '_', cpu_kind({'machine': machine()})).strip('_')
 
 

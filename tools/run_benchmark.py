@@ -18,9 +18,9 @@ import logging
 import sys
 
 from udabench.results import describe_result
-from udabench.sweep import cpu_work_dir
 from udabench.runner import (TARGETS, RunSpec, compose_config, describe_registries, run_points,
                              parse_overrides, run, run_status, validate)
+from udabench.sweep import cpu_work_dir
 
 
 def main(argv=None) -> int:
