@@ -1,10 +1,10 @@
 # The `cpu` plan's rows that a session can make again on another kind of CPU, self-contained, to check
 # whether the paired findings hold there (one seed is another network on another CPU kind, so none of
 # these runs pairs with a committed file made elsewhere): Source Only, GLSS, BDL, DISE, the output-space
-# adversarial baselines, cosine similarity and depth distribution on DeepLabv3+ (default points) with
+# adversarial baselines, cosine similarity, depth distribution and the Kanezaki row on DeepLabv3+ (default points) with
 # their fine-tuning and the baselines' positive controls; GAN vs VAE; on UNet Source Only, GLSS, the
-# baselines, their fine-tuning controls and the strong positive control on SNV. 234 runs, about 8.5
-# CPU-hours (recorded: 8.8 on an Intel Xeon, 8.2 on an AMD EPYC), 4.3 h wall on 2 cores with two
+# baselines, their fine-tuning controls and the strong positive control on SNV. 240 runs, about 9
+# CPU-hours (recorded: 9.1 on an Intel Xeon, 8.6 on an AMD EPYC), 4.5 h wall on 2 cores with two
 # one-thread runs at a time:
 # `python tools/sweep.py --plan cross_cpu --results-dir results/<cpu> --tables results/<cpu>/tables`
 profile = 'cpu'
@@ -13,7 +13,8 @@ threads = 1
 timeout_min = 120
 FAST = ['adaptsegnet', 'advent', 'clan', 'dada']
 groups = [
-    dict(table='Table 2', methods=['source_only'] + FAST + ['glss', 'bdl', 'dise', 'cosine_similarity', 'depth_distribution'],
+    dict(table='Table 2', methods=['source_only'] + FAST + ['glss', 'bdl', 'dise', 'cosine_similarity', 'depth_distribution',
+                                                      'unsup_backprop'],
          nets=['deeplabv3plus'], targets=['hand', 'snv']),
     dict(table='Controls', methods=FAST + ['bdl', 'dise', 'cosine_similarity', 'depth_distribution'],
          nets=['deeplabv3plus'], targets=['hand', 'snv'], study='controls', controls=['finetune']),
