@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -181,6 +182,21 @@ def _delta_cell(delta: dict | None) -> str:
         if delta['low'] > 0 or delta['high'] < 0:
             text += f' {SIGNIFICANT}'
     return text + _n(delta['n'])
+
+
+_DELTA_CELL = re.compile(r'([+-]\d+\.\d+)(?: \[([+-]\d+\.\d+), ([+-]\d+\.\d+)\]( \*)?)?(?: \(n=(\d+)\))?')
+
+
+def parse_delta_cell(text: str) -> dict | None:
+    """A cell written by ``_delta_cell`` read back as ``dict(n, mean, low, high, resolved)``, to the three
+    decimals it shows (``resolved`` is its own mark, set on the unrounded interval); None for any other
+    cell (a mean ± std, a missing or empty one)."""
+    match = _DELTA_CELL.fullmatch(str(text))
+    if not match:
+        return None
+    mean, low, high, mark, n = match.groups()
+    return dict(n=int(n) if n else 3, mean=float(mean), low=None if low is None else float(low),
+                high=None if high is None else float(high), resolved=bool(mark))
 
 
 def select(records: list[dict], split: str, criterion: str = 'target_all') -> tuple[list[dict], str]:
@@ -688,6 +704,62 @@ def table3_published(records: list[dict]) -> pd.DataFrame:
         return pd.DataFrame()
     return pd.DataFrame.from_dict({METHOD_NAMES[m]: {'mIoU-13': f'{a:.1f}', 'mIoU-16': MISSING if b is None else f'{b:.1f}'}
                                    for m, (a, b) in PUBLISHED_TABLE3.items()}, orient='index')
+
+
+def _row_label(row: pd.Series, keys: list[str], flags: set[str]) -> str:
+    """A table row named by its key cells: a flag column (cells 'x' or '') by its name or 'no <name>',
+    a number by its column and value, text as it stands."""
+    def part(column):
+        value = row[column]
+        if column in flags:
+            return column if value == 'x' else f'no {column}'
+        return f'{column} {value}' if value.isdigit() else value
+    return ', '.join(part(c) for c in keys)
+
+
+def paired_findings(frame: pd.DataFrame) -> dict:
+    """Every paired-difference cell of a built table: (row label, column label) -> its text. Key
+    columns (those without a decimal number in any cell, the index among them) name the row."""
+    flat = frame.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [' '.join(c) for c in flat.columns]
+    if not isinstance(flat.index, pd.RangeIndex):
+        flat = flat.reset_index()
+    flat = flat.astype(str)
+    keys = [c for c in flat.columns if not flat[c].str.contains(r'\d\.\d').any()]
+    flags = {c for c in keys if set(flat[c]) <= {'x', ''}}
+    return {(_row_label(row, keys, flags), column): row[column] for _, row in flat.iterrows()
+            for column in flat.columns if column not in keys and parse_delta_cell(row[column])}
+
+
+def replication_verdict(reference: dict, replicate: dict, reference_name: str, replicate_name: str) -> str:
+    """Whether a paired difference holds in a replicate (another CPU kind, say): 'holds' (both
+    intervals exclude 0, on one side), 'reversed' (both exclude it, on opposite sides), 'unresolved on
+    both', 'resolved on <name> only' (with ', opposite sign' where the means disagree in sign)."""
+    if reference['low'] is None or replicate['low'] is None:
+        return 'fewer than 2 seeds'
+    same_sign = (reference['mean'] >= 0) == (replicate['mean'] >= 0)
+    if reference['resolved'] and replicate['resolved']:
+        return 'holds' if same_sign else 'reversed'
+    if not (reference['resolved'] or replicate['resolved']):
+        return 'unresolved on both'
+    only = reference_name if reference['resolved'] else replicate_name
+    return f'resolved on {only} only' + ('' if same_sign else ', opposite sign')
+
+
+def replication_table(reference: dict, replicate: dict, reference_name: str, replicate_name: str) -> pd.DataFrame:
+    """Each paired difference of the replicate's tables (name -> frame) beside the same cell of the
+    reference's, with ``replication_verdict``: one row per difference present in both."""
+    rows = []
+    for name in [n for n in replicate if n in reference]:
+        theirs = paired_findings(reference[name])
+        for (finding, difference), text in paired_findings(replicate[name]).items():
+            if (finding, difference) in theirs:
+                other = theirs[(finding, difference)]
+                rows.append({'table': name, 'finding': finding, 'difference': difference, reference_name: other,
+                             replicate_name: text, 'verdict': replication_verdict(
+                                 parse_delta_cell(other), parse_delta_cell(text), reference_name, replicate_name)})
+    return pd.DataFrame(rows)
 
 
 def build_all(records: list[dict], where: str, criterion: str = 'target_all') -> tuple[dict, dict]:

@@ -359,3 +359,65 @@ def test_markdown_rows_formats_and_aligns_each_column():
     text = markdown_rows([dict(loop='vae step', ms=12.345, share=0.5)],
                          [('loop', 'loop', ''), ('ms', 'ms', '.1f'), ('of peak', 'share', '.0%')])
     assert text.splitlines() == ['| loop | ms | of peak |', '|:--|--:|--:|', '| vae step | 12.3 | 50% |']
+
+
+def test_a_delta_cell_reads_back_as_the_interval_it_shows():
+    from udabench.tables import MISSING, _delta_cell, parse_delta_cell
+    for delta in (dict(n=3, mean=0.15, low=0.026, high=0.274), dict(n=3, mean=-0.0004, low=-0.02, high=0.019),
+                  dict(n=2, mean=-0.31, low=-0.5, high=-0.12), dict(n=1, mean=0.6, low=None, high=None)):
+        parsed = parse_delta_cell(_delta_cell(delta))
+        assert abs(parsed['mean'] - delta['mean']) < 5e-4 and parsed['n'] == delta['n']
+        assert parsed['resolved'] == (delta['low'] is not None and (delta['low'] > 0 or delta['high'] < 0))
+        assert (parsed['low'] is None) == (delta['low'] is None)
+    for other in ('0.500 ± 0.100', '0.700 (n=1)', MISSING, '', 'x', 'failed'):
+        assert parse_delta_cell(other) is None
+
+
+def test_replication_sets_each_paired_difference_beside_the_same_one_on_another_cpu():
+    from udabench.tables import delta_table, replication_table
+    so = (0.30, 0.50, 0.10)
+
+    def deltas(glss, advent, clan):
+        runs = _seeded('source_only', so) + _seeded('glss', glss) + _seeded('advent', advent) + _seeded('clan', clan)
+        return {'table2_deltas': delta_table(runs)[0]}
+    reference = deltas(glss=(0.40, 0.65, 0.30), advent=(0.20, 0.42, 0.02), clan=(0.31, 0.48, 0.12))
+    replicate = deltas(glss=(0.42, 0.61, 0.28), advent=(0.40, 0.60, 0.15), clan=(0.35, 0.50, 0.09))
+    frame = replication_table(reference, replicate, 'Intel', 'AMD')
+    verdict = {row['finding']: row['verdict'] for _, row in frame.iterrows()}
+    assert verdict == {'GLSS': 'holds', 'AdvEnt': 'reversed', 'CLAN': 'unresolved on both'}
+    glss = frame[frame.finding == 'GLSS'].iloc[0]
+    assert glss['table'] == 'table2_deltas' and glss['difference'] == 'Hand Gesture UNet vs Source Only'
+    assert glss['Intel'] == '+0.150 [+0.026, +0.274] *' and glss['AMD'].startswith('+0.137 [')
+    one_sided = deltas(glss=(0.31, 0.48, 0.14), advent=(0.20, 0.42, 0.02), clan=(0.31, 0.48, 0.12))
+    assert replication_table(reference, one_sided, 'Intel', 'AMD').set_index('finding').loc[
+        'GLSS', 'verdict'] == 'resolved on Intel only'
+    assert replication_table(reference, {}, 'Intel', 'AMD').empty          # no table in common: nothing to set beside
+
+
+def test_make_tables_compares_a_replicate_with_the_same_runs_of_the_reference(tmp_path):
+    """The reference may hold more runs than the replicate (a grid point the replicate did not make):
+    only the runs at the replicate's paths are read, so both sides choose the same grid point."""
+    import json
+
+    from tools_make_tables import main as make_tables
+
+    def write(root, runs, kind):
+        for r in runs:
+            name = f"{r['method']}{'_' + r['tag'] if r['tag'] else ''}_seed{r['seed']}.json"
+            path = root / 'smoke' / r['method'] / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic',
+                                        'machine': {'cpu': kind, 'cpu_capability': 'AVX512'}}))
+    so = _seeded('source_only', (0.30, 0.50, 0.10))
+    advent = _seeded('advent', (0.40, 0.65, 0.30))
+    better_point = [{**r, 'tag': 'lr10', 'metrics': {'target_all': {'iou': r['metrics']['target_all']['iou'] + 0.3,
+                                                                    'dice': 0.0}}} for r in advent]
+    write(tmp_path / 'intel', so + advent + better_point, INTEL)
+    write(tmp_path / 'amd', so + advent, AMD)
+    out = tmp_path / 'tables'
+    assert make_tables(['--results', str(tmp_path / 'amd'), '--out', str(out),
+                        '--compare-with', str(tmp_path / 'intel')]) == 0
+    text = (out / 'smoke_synthetic' / 'replication.md').read_text()
+    row = next(line for line in text.splitlines() if 'AdvEnt' in line)
+    assert row.count('+0.150 [+0.026, +0.274] *') == 2 and 'holds' in row      # the same runs: the same interval
+    assert f'{INTEL} (AVX512)' in text and 'AMD EPYC (AVX512)' in text and '1 holds' in text

@@ -3,10 +3,12 @@
 # these runs pairs with a committed file made elsewhere): Source Only, GLSS, BDL, DISE, the output-space
 # adversarial baselines, cosine similarity, depth distribution and the Kanezaki row on DeepLabv3+ (default points) with
 # their fine-tuning and the baselines' positive controls; GAN vs VAE; on UNet Source Only, GLSS, the
-# baselines, their fine-tuning controls and the strong positive control on SNV. 240 runs, about 9
-# CPU-hours (recorded: 9.1 on an Intel Xeon, 8.6 on an AMD EPYC), 4.5 h wall on 2 cores with two
-# one-thread runs at a time:
+# baselines, their fine-tuning controls and the strong positive control on SNV; Fig. 5 and Table 4 (GLSS's
+# latent-search study and ablation). 306 runs. The first 240 took about 9 CPU-hours (recorded: 9.1 on an
+# Intel Xeon, 8.6 on an AMD EPYC); Fig. 5 and Table 4 add about 3 (their VAEs per seed and variant).
+# With two one-thread runs at a time on 2 cores:
 # `python tools/sweep.py --plan cross_cpu --results-dir results/<cpu> --tables results/<cpu>/tables`
+# `python tools/make_tables.py --results results/<cpu> --out results/<cpu>/tables --compare-with results/runs`
 profile = 'cpu'
 seeds = [0, 1, 2]
 threads = 1
@@ -24,4 +26,8 @@ groups = [
     dict(table='Table 2', methods=['source_only'] + FAST + ['glss'], nets=['unet'], targets=['hand', 'snv']),
     dict(table='Controls', methods=FAST, nets=['unet'], targets=['hand', 'snv'], study='controls', controls=['finetune']),
     dict(table='Controls', methods=FAST, nets=['unet'], targets=['snv'], study='controls', controls=['positive_f1.0']),
+    dict(table='Fig. 5', methods=['glss_ls_study'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
+         study='ls_iterations'),
+    dict(table='Table 4', methods=['glss_ablation'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
+         study='ablation'),
 ]
