@@ -264,6 +264,12 @@ def table2_cells(records: list[dict], criterion: str = 'target_all'):
                 yield method, target, net, chosen, tag, cell
 
 
+def chosen_grid_points(records: list[dict], criterion: str = 'target_all') -> dict:
+    """(method name, target name, net name) -> the grid point Table 2 shows, for each cell with a grid."""
+    return {(METHOD_NAMES[method], TARGET_NAMES[target], NET_NAMES[net]): tag or default_point_name(chosen[0].get('config') or {})
+            for method, target, net, chosen, tag, cell in table2_cells(records, criterion) if len(_by_tag(cell)) > 1}
+
+
 def table2(records: list[dict], criterion: str = 'target_all') -> tuple[pd.DataFrame, list[str]]:
     """Seed 002 Table 2: UDA on the whole target set, UNet and DeepLabv3+, IoU and Dice."""
     rows, notes = defaultdict(dict), []
@@ -717,16 +723,22 @@ def _row_label(row: pd.Series, keys: list[str], flags: set[str]) -> str:
     return ', '.join(part(c) for c in keys)
 
 
+def _is_value(cell: str) -> bool:
+    """A cell that holds a result: a paired difference, a mean (± std), or one missing or failed."""
+    return bool(parse_delta_cell(cell) or re.match(r'\d+\.\d', cell) or cell in (MISSING, FAILED))
+
+
 def paired_findings(frame: pd.DataFrame) -> dict:
-    """Every paired-difference cell of a built table: (row label, column label) -> its text. Key
-    columns (those without a decimal number in any cell, the index among them) name the row."""
+    """Every paired-difference cell of a built table: (row label, column label) -> its text. The row is
+    named by its leading label columns (the index among them), those before the first column of values."""
     flat = frame.copy()
     if isinstance(flat.columns, pd.MultiIndex):
         flat.columns = [' '.join(c) for c in flat.columns]
     if not isinstance(flat.index, pd.RangeIndex):
         flat = flat.reset_index()
     flat = flat.astype(str)
-    keys = [c for c in flat.columns if not flat[c].str.contains(r'\d\.\d').any()]
+    values = [any(map(_is_value, flat[c])) for c in flat.columns]
+    keys = list(flat.columns[:values.index(True)]) if True in values else list(flat.columns)
     flags = {c for c in keys if set(flat[c]) <= {'x', ''}}
     return {(_row_label(row, keys, flags), column): row[column] for _, row in flat.iterrows()
             for column in flat.columns if column not in keys and parse_delta_cell(row[column])}

@@ -418,6 +418,45 @@ def test_make_tables_compares_a_replicate_with_the_same_runs_of_the_reference(tm
     assert make_tables(['--results', str(tmp_path / 'amd'), '--out', str(out),
                         '--compare-with', str(tmp_path / 'intel')]) == 0
     text = (out / 'smoke_synthetic' / 'replication.md').read_text()
+    assert 'another grid point' not in text
     row = next(line for line in text.splitlines() if 'AdvEnt' in line)
     assert row.count('+0.150 [+0.026, +0.274] *') == 2 and 'holds' in row      # the same runs: the same interval
     assert f'{INTEL} (AVX512)' in text and 'AMD EPYC (AVX512)' in text and '1 holds' in text
+
+
+def test_a_finding_is_named_by_its_leading_label_columns_not_by_a_flag_after_the_values():
+    """grids: the point's name holds numbers and 'chosen' (which may differ between CPU kinds) follows
+    the values; table4: the flags lead the row and name it."""
+    import pandas as pd
+
+    from udabench.tables import paired_findings
+    grids = pd.DataFrame([dict(method='AdaptSegNet', point='lambda=0.001', IoU='0.315 ± 0.066', delta='', chosen=''),
+                          dict(method='AdaptSegNet', point='lambda=0.005', IoU='0.316 ± 0.066',
+                               delta='+0.001 [-0.000, +0.002]', chosen='x'),
+                          dict(method='AdaptSegNet', point='lambda=0.010', IoU='0.320 ± 0.066',
+                               delta='+0.005 [+0.001, +0.009] *', chosen='')])
+    assert paired_findings(grids) == {('AdaptSegNet, lambda=0.005', 'delta'): '+0.001 [-0.000, +0.002]',
+                                      ('AdaptSegNet, lambda=0.010', 'delta'): '+0.005 [+0.001, +0.009] *'}
+    table4 = pd.DataFrame([dict(Edge='', L_p='x', LS='x', IoU='0.063 ± 0.035', full='-0.362 [-0.470, -0.255] *'),
+                           dict(Edge='x', L_p='x', LS='x', IoU='0.426 ± 0.021', full='')])
+    assert paired_findings(table4) == {('no Edge, L_p, LS', 'full'): '-0.362 [-0.470, -0.255] *'}
+
+
+def test_replication_names_a_cell_whose_best_grid_point_differs_between_the_two_sides(tmp_path):
+    import json
+
+    from tools_make_tables import main as make_tables
+    for kind, bonus in ((INTEL, 0.3), (AMD, -0.3)):
+        runs = _seeded('source_only', (0.30, 0.50, 0.10)) + _seeded('advent', (0.40, 0.65, 0.30)) + [
+            {**r, 'tag': 'lr10', 'metrics': {'target_all': {'iou': r['metrics']['target_all']['iou'] + bonus, 'dice': 0.0}}}
+            for r in _seeded('advent', (0.40, 0.65, 0.30))]
+        for r in runs:
+            path = tmp_path / kind / f"{r['method']}_{r['tag']}_{r['seed']}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic',
+                                        'machine': {'cpu': kind, 'cpu_capability': 'AVX512'}}))
+    assert make_tables(['--results', str(tmp_path / AMD), '--out', str(tmp_path / 'tables'),
+                        '--compare-with', str(tmp_path / INTEL)]) == 0
+    text = (tmp_path / 'tables' / 'smoke_synthetic' / 'replication.md').read_text()
+    assert 'AdvEnt, Hand Gesture, UNet: Table 2 shows another grid point on each side (AMD EPYC (AVX512): ' in text
+    assert f'; {INTEL} (AVX512): lr10)' in text

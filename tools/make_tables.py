@@ -50,6 +50,10 @@ def write_replication(folder: Path, group: list[dict], built: dict, reference: l
              'holds: both intervals exclude 0 on one side; reversed: on opposite sides; resolved on X only: the '
              "other's includes 0 (opposite sign: the means disagree in sign); unresolved on both: both include 0.",
              'Verdicts: ' + ', '.join(f'{n} {verdict}' for verdict, n in counts.most_common()) + '.']
+    points = [tables.chosen_grid_points(runs, args.select) for runs in (group, reference)]
+    notes += [f'{", ".join(cell)}: Table 2 shows another grid point on each side ({ours}: {point}; {theirs}: '
+              f'{points[1].get(cell, "none")}), so its rows compare different configurations.'
+              for cell, point in points[0].items() if points[1].get(cell) != point]
     md, tex = tables.render(frame, caption, notes)
     (folder / 'replication.md').write_text(md)
     (folder / 'replication.tex').write_text(tex)

@@ -4,8 +4,8 @@
 # adversarial baselines, cosine similarity, depth distribution and the Kanezaki row on DeepLabv3+ (default points) with
 # their fine-tuning and the baselines' positive controls; GAN vs VAE; on UNet Source Only, GLSS, the
 # baselines, their fine-tuning controls and the strong positive control on SNV; Fig. 5 and Table 4 (GLSS's
-# latent-search study and ablation). 306 runs. The first 240 took about 9 CPU-hours (recorded: 9.1 on an
-# Intel Xeon, 8.6 on an AMD EPYC); Fig. 5 and Table 4 add about 3 (their VAEs per seed and variant).
+# latent-search study and ablation); Table 1 and AdaptSegNet's grid. 354 runs, about 13 CPU-hours (recorded:
+# 13.8 on an Intel Xeon, 12.5 on an AMD EPYC).
 # With two one-thread runs at a time on 2 cores:
 # `python tools/sweep.py --plan cross_cpu --results-dir results/<cpu> --tables results/<cpu>/tables`
 # `python tools/make_tables.py --results results/<cpu> --out results/<cpu>/tables --compare-with results/runs`
@@ -30,4 +30,8 @@ groups = [
          study='ls_iterations'),
     dict(table='Table 4', methods=['glss_ablation'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
          study='ablation'),
+    dict(table='Table 1', methods=['oracle'], nets=['unet', 'deeplabv3plus', 'fpn', 'linknet', 'pspnet'],
+         targets=['hand', 'snv']),
+    dict(table='Table 2 (AdaptSegNet grid, seed 000 §2.2)', methods=['adaptsegnet'], nets=['deeplabv3plus'],
+         targets=['hand', 'snv'], grid=True),
 ]
