@@ -189,8 +189,8 @@ _DELTA_CELL = re.compile(r'([+-]\d+\.\d+)(?: \[([+-]\d+\.\d+), ([+-]\d+\.\d+)\](
 
 def parse_delta_cell(text: str) -> dict | None:
     """A cell written by ``_delta_cell`` read back as ``dict(n, mean, low, high, resolved)``, to the three
-    decimals it shows (``resolved`` is its own mark, set on the unrounded interval); None for any other
-    cell (a mean ± std, a missing or empty one)."""
+    decimals it shows (``resolved`` is its own mark, set on the unrounded interval; ``n`` 3 where the cell
+    shows none, i.e. three seeds or more); None for any other cell (a mean ± std, a missing or empty one)."""
     match = _DELTA_CELL.fullmatch(str(text))
     if not match:
         return None

@@ -460,3 +460,37 @@ def test_replication_names_a_cell_whose_best_grid_point_differs_between_the_two_
     text = (tmp_path / 'tables' / 'smoke_synthetic' / 'replication.md').read_text()
     assert 'AdvEnt, Hand Gesture, UNet: Table 2 shows another grid point on each side (AMD EPYC (AVX512): ' in text
     assert f'; {INTEL} (AVX512): lr10)' in text
+
+
+def test_compare_with_a_folder_without_the_same_runs_is_an_error_naming_the_option(tmp_path, capsys):
+    import json
+
+    from tools_make_tables import main as make_tables
+    for r in _seeded('source_only', (0.30, 0.50, 0.10)):
+        path = tmp_path / 'amd' / f"so_{r['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic'}))
+    (tmp_path / 'empty').mkdir()
+    for other in ('empty', 'missing'):
+        assert make_tables(['--results', str(tmp_path / 'amd'), '--out', str(tmp_path / 'tables'),
+                            '--compare-with', str(tmp_path / other)]) == 2
+        assert f'--compare-with {tmp_path / other}: no result files at the paths' in capsys.readouterr().err
+
+
+def test_a_reference_table_refused_for_mixed_code_is_named_in_the_replication(tmp_path):
+    import json
+
+    from tools_make_tables import main as make_tables
+    for kind in (INTEL, AMD):
+        runs = _seeded('source_only', (0.30, 0.50, 0.10)) + _seeded('advent', (0.40, 0.65, 0.30))
+        if kind == INTEL:
+            runs[1]['code_version'] = 'other'                   # seed 1 of Source Only made by other code
+        for r in runs:
+            path = tmp_path / kind / f"{r['method']}_{r['seed']}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic',
+                                        'machine': {'cpu': kind, 'cpu_capability': 'AVX512'}}))
+    assert make_tables(['--results', str(tmp_path / AMD), '--out', str(tmp_path / 'tables'),
+                        '--compare-with', str(tmp_path / INTEL)]) == 0
+    text = (tmp_path / 'tables' / 'smoke_synthetic' / 'replication.md').read_text()
+    assert f'table2_deltas of {tmp_path / INTEL} not compared: ' in text and 'code versions' in text

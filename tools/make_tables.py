@@ -39,7 +39,7 @@ def write_replication(folder: Path, group: list[dict], built: dict, reference: l
     ours, theirs = (', '.join(sorted({tables.cpu_kind(r) for r in runs})) for runs in (group, reference))
     if ours == theirs:
         ours, theirs = args.results, args.compare_with
-    reference_built, _ = tables.build_all(reference, where, args.select)
+    reference_built, refused = tables.build_all(reference, where, args.select)
     frame = tables.replication_table({name: spec[0] for name, spec in reference_built.items()},
                                      {name: spec[0] for name, spec in built.items()}, theirs, ours)
     counts = Counter(frame['verdict']) if not frame.empty else Counter()
@@ -50,11 +50,16 @@ def write_replication(folder: Path, group: list[dict], built: dict, reference: l
              'holds: both intervals exclude 0 on one side; reversed: on opposite sides; resolved on X only: the '
              "other's includes 0 (opposite sign: the means disagree in sign); unresolved on both: both include 0.",
              'Verdicts: ' + ', '.join(f'{n} {verdict}' for verdict, n in counts.most_common()) + '.']
-    points = [tables.chosen_grid_points(runs, args.select) for runs in (group, reference)]
+    points = [tables.chosen_grid_points(runs, args.select) if 'table2' in made else {}     # else refused: noted below
+              for runs, made in ((group, built), (reference, reference_built))]
     notes += [f'{", ".join(cell)}: Table 2 shows another grid point on each side ({ours}: {point}; {theirs}: '
               f'{points[1].get(cell, "none")}), so its rows compare different configurations.'
               for cell, point in points[0].items() if points[1].get(cell) != point]
+    notes += [f'{name} of {args.compare_with} not compared: {err}' for name, err in refused.items()]
     md, tex = tables.render(frame, caption, notes)
+    if frame.empty:                          # render leaves notes out of an empty table; here they say why
+        md += ''.join(f'\n- {n}' for n in notes) + '\n'
+        tex += ''.join(f'% {n}\n' for n in notes)
     (folder / 'replication.md').write_text(md)
     (folder / 'replication.tex').write_text(tex)
     print(md)
@@ -79,6 +84,10 @@ def main(argv=None) -> int:
         return 2
     if not records:
         print(f'error: no result files under {args.results}', file=sys.stderr)
+        return 2
+    if args.compare_with and not reference:
+        print(f'error: --compare-with {args.compare_with}: no result files at the paths of those under {args.results} '
+              '(expected a results folder of the same plan rows, e.g. results/runs)', file=sys.stderr)
         return 2
     status = 0
     for (profile, source), group in sorted(tables.groups(records).items()):
