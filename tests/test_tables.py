@@ -394,26 +394,26 @@ def test_replication_sets_each_paired_difference_beside_the_same_one_on_another_
     assert replication_table(reference, {}, 'Intel', 'AMD').empty          # no table in common: nothing to set beside
 
 
+def _write_results(root, runs, kind=None):
+    """Result files of ``runs`` under ``root`` (one per method, tag and seed), made on CPU ``kind``."""
+    import json
+    for r in runs:
+        path = root / r['method'] / f"{r['tag'] or 'main'}_seed{r['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        machine = {'machine': {'cpu': kind, 'cpu_capability': 'AVX512'}} if kind else {}
+        path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic', **machine}))
+
+
 def test_make_tables_compares_a_replicate_with_the_same_runs_of_the_reference(tmp_path):
     """The reference may hold more runs than the replicate (a grid point the replicate did not make):
     only the runs at the replicate's paths are read, so both sides choose the same grid point."""
-    import json
-
     from tools_make_tables import main as make_tables
-
-    def write(root, runs, kind):
-        for r in runs:
-            name = f"{r['method']}{'_' + r['tag'] if r['tag'] else ''}_seed{r['seed']}.json"
-            path = root / 'smoke' / r['method'] / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic',
-                                        'machine': {'cpu': kind, 'cpu_capability': 'AVX512'}}))
     so = _seeded('source_only', (0.30, 0.50, 0.10))
     advent = _seeded('advent', (0.40, 0.65, 0.30))
     better_point = [{**r, 'tag': 'lr10', 'metrics': {'target_all': {'iou': r['metrics']['target_all']['iou'] + 0.3,
                                                                     'dice': 0.0}}} for r in advent]
-    write(tmp_path / 'intel', so + advent + better_point, INTEL)
-    write(tmp_path / 'amd', so + advent, AMD)
+    _write_results(tmp_path / 'intel', so + advent + better_point, INTEL)
+    _write_results(tmp_path / 'amd', so + advent, AMD)
     out = tmp_path / 'tables'
     assert make_tables(['--results', str(tmp_path / 'amd'), '--out', str(out),
                         '--compare-with', str(tmp_path / 'intel')]) == 0
@@ -443,18 +443,12 @@ def test_a_finding_is_named_by_its_leading_label_columns_not_by_a_flag_after_the
 
 
 def test_replication_names_a_cell_whose_best_grid_point_differs_between_the_two_sides(tmp_path):
-    import json
-
     from tools_make_tables import main as make_tables
     for kind, bonus in ((INTEL, 0.3), (AMD, -0.3)):
         runs = _seeded('source_only', (0.30, 0.50, 0.10)) + _seeded('advent', (0.40, 0.65, 0.30)) + [
             {**r, 'tag': 'lr10', 'metrics': {'target_all': {'iou': r['metrics']['target_all']['iou'] + bonus, 'dice': 0.0}}}
             for r in _seeded('advent', (0.40, 0.65, 0.30))]
-        for r in runs:
-            path = tmp_path / kind / f"{r['method']}_{r['tag']}_{r['seed']}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic',
-                                        'machine': {'cpu': kind, 'cpu_capability': 'AVX512'}}))
+        _write_results(tmp_path / kind, runs, kind)
     assert make_tables(['--results', str(tmp_path / AMD), '--out', str(tmp_path / 'tables'),
                         '--compare-with', str(tmp_path / INTEL)]) == 0
     text = (tmp_path / 'tables' / 'smoke_synthetic' / 'replication.md').read_text()
@@ -463,13 +457,8 @@ def test_replication_names_a_cell_whose_best_grid_point_differs_between_the_two_
 
 
 def test_compare_with_a_folder_without_the_same_runs_is_an_error_naming_the_option(tmp_path, capsys):
-    import json
-
     from tools_make_tables import main as make_tables
-    for r in _seeded('source_only', (0.30, 0.50, 0.10)):
-        path = tmp_path / 'amd' / f"so_{r['seed']}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic'}))
+    _write_results(tmp_path / 'amd', _seeded('source_only', (0.30, 0.50, 0.10)))
     (tmp_path / 'empty').mkdir()
     for other in ('empty', 'missing'):
         assert make_tables(['--results', str(tmp_path / 'amd'), '--out', str(tmp_path / 'tables'),
@@ -478,18 +467,12 @@ def test_compare_with_a_folder_without_the_same_runs_is_an_error_naming_the_opti
 
 
 def test_a_reference_table_refused_for_mixed_code_is_named_in_the_replication(tmp_path):
-    import json
-
     from tools_make_tables import main as make_tables
     for kind in (INTEL, AMD):
         runs = _seeded('source_only', (0.30, 0.50, 0.10)) + _seeded('advent', (0.40, 0.65, 0.30))
         if kind == INTEL:
             runs[1]['code_version'] = 'other'                   # seed 1 of Source Only made by other code
-        for r in runs:
-            path = tmp_path / kind / f"{r['method']}_{r['seed']}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**r, 'profile': 'smoke', 'data_source': 'synthetic',
-                                        'machine': {'cpu': kind, 'cpu_capability': 'AVX512'}}))
+        _write_results(tmp_path / kind, runs, kind)
     assert make_tables(['--results', str(tmp_path / AMD), '--out', str(tmp_path / 'tables'),
                         '--compare-with', str(tmp_path / INTEL)]) == 0
     text = (tmp_path / 'tables' / 'smoke_synthetic' / 'replication.md').read_text()
