@@ -68,24 +68,18 @@ def load_plan(name: str) -> Config:
     return plan
 
 
-def select_tables(plan: Config, tables: list[str] | None) -> Config:
-    """``plan`` with only the groups whose ``table`` is in ``tables`` (all of them for None)."""
-    if not tables:
-        return plan
-    known = [group.get('table', '') for group in plan.groups]
-    unknown = [t for t in tables if t not in known]
-    if unknown:
-        raise ValueError(f'--table: the plan has no group for {unknown}; its tables: {sorted(set(known))}')
-    plan.groups = [group for group in plan.groups if group.get('table', '') in tables]
-    return plan
-
-
-def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
+def expand(plan: Config, tables: list[str] | None = None, **spec_kwargs) -> list[RunSpec]:
     """Every run of ``plan``, in plan order, without duplicates; ``spec_kwargs`` go to each RunSpec
     (data_root, results_dir, work_dir, ...). A grid point whose composed config is that of a planned
     untagged run (same study, method, net, target, seed and variant: the method's default is one of
-    its grid points) is not made twice: that run stands for it (``tables.grid_table`` names it)."""
-    runs, configs = {}, {}
+    its grid points) is not made twice: that run stands for it (``tables.grid_table`` names it).
+    ``tables``: only the runs standing for the points of the groups whose ``table`` is named, chosen
+    after de-duplicating the whole plan, so that a selection plans no run the whole plan would not."""
+    known = [group.get('table', '') for group in plan.groups]
+    unknown = [t for t in tables or [] if t not in known]
+    if unknown:
+        raise ValueError(f'--table: the plan has no group for {unknown}; its tables: {sorted(set(known))}')
+    runs, configs, selected = {}, {}, set()
     for group in plan.groups:
         for method in group['methods']:
             for net in group['nets']:
@@ -111,6 +105,8 @@ def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
                                                study=group.get('study', 'main'), progress=False, **spec_kwargs)
                                 key, same = run_key(spec), (plan.profile, spec.study, method, target, net, seed,
                                                             digests[name])
+                                if not tables or group.get('table', '') in tables:
+                                    selected.add(same)
                                 planned, planned_point = configs.setdefault(same, (key, bool(name)))
                                 if planned != key:
                                     if name or not planned_point:
@@ -118,7 +114,8 @@ def expand(plan: Config, **spec_kwargs) -> list[RunSpec]:
                                     del runs[planned]                # the untagged run stands for that point
                                     configs[same] = (key, False)
                                 runs.setdefault(key, spec)
-    return list(runs.values())
+    wanted = {configs[same][0] for same in selected}
+    return [spec for key, spec in runs.items() if key in wanted]
 
 
 def composed_config(method: str, net: str, profile: str, overrides: dict) -> dict:

@@ -90,11 +90,25 @@ def test_the_local_launcher_starts_runs_of_another_seed_beside_a_running_one():
 
 
 def test_a_sweep_may_select_the_groups_of_some_tables():
-    plan = sweep.select_tables(sweep.load_plan('cpu'), ['Fig. 5', 'Table 4'])
-    assert {g['table'] for g in plan.groups} == {'Fig. 5', 'Table 4'}
-    assert {s.method for s in sweep.expand(plan)} == {'glss_ls_study', 'glss_ablation'}
+    runs = sweep.expand(sweep.load_plan('cpu'), tables=['Fig. 5', 'Table 4'])
+    assert {s.method for s in runs} == {'glss_ls_study', 'glss_ablation'}
     with pytest.raises(ValueError, match=r"no group for \['Table 9'\].*Table 4"):
-        sweep.select_tables(sweep.load_plan('cpu'), ['Table 9'])
+        sweep.expand(sweep.load_plan('cpu'), tables=['Table 9'])
+
+
+def test_selecting_tables_plans_only_runs_of_the_whole_plan():
+    """A grid point whose config is a default run's, planned by another group, is made by that run
+    also when only the grid's table is selected: no tagged twin of the default run (which the whole
+    plan would never make, and the tables would then hold twice)."""
+    plan = sweep.load_plan('cpu')
+    whole = {sweep.run_key(s) for s in sweep.expand(plan)}
+    grids = sweep.expand(plan, tables=['Table 2 (grids, seed 000 §2.2)'])
+    assert {sweep.run_key(s) for s in grids} <= whole
+    assert {(s.method, s.target, s.seed) for s in grids if not s.tag} == {
+        (m, t, seed) for m in ('dada', 'bdl', 'dise', 'cosine_similarity', 'depth_distribution')
+        for t in ('hand', 'snv') for seed in (0, 1, 2)}          # each default point: the default run
+    per_table = [sweep.expand(plan, tables=[t]) for t in {g.get('table', '') for g in plan.groups}]
+    assert set().union(*({sweep.run_key(s) for s in runs} for runs in per_table)) == whole
 
 
 def test_shards_partition_a_plan_by_run_key_whatever_its_order():

@@ -51,9 +51,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
     signal.signal(signal.SIGTERM, _stop)      # as Ctrl-C: the launcher then stops its jobs
     try:
-        plan = sweep.select_tables(sweep.load_plan(args.plan), args.table)
+        plan = sweep.load_plan(args.plan)
         index, count = _shard(args.shard)
-        runs = sweep.shard(sweep.expand(plan, data_root=args.data_root, results_dir=args.results_dir,
+        runs = sweep.shard(sweep.expand(plan, tables=args.table, data_root=args.data_root, results_dir=args.results_dir,
                                         work_dir=args.work_dir, synthetic_cache=args.synthetic_cache), index, count)
         slurm = {k: _literal(v) for k, v in (p.split('=', 1) for p in args.slurm)}
     except (KeyError, ValueError) as err:
