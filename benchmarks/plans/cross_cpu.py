@@ -4,8 +4,8 @@
 # adversarial baselines, cosine similarity, depth distribution and the Kanezaki row on DeepLabv3+ (default points) with
 # their fine-tuning and the baselines' positive controls; GAN vs VAE; on UNet Source Only, GLSS, the
 # baselines, their fine-tuning controls and the strong positive control on SNV; Fig. 5 and Table 4 (GLSS's
-# latent-search study and ablation); Table 1; the grids of AdaptSegNet, cosine similarity and depth
-# distribution. 402 runs, about 14 CPU-hours (recorded: 14.6 on an Intel Xeon, 13.1 on an AMD EPYC).
+# latent-search study and ablation); Table 1; the grids of AdaptSegNet, DADA, cosine similarity and depth
+# distribution; Table 3. 486 runs, about 18-20 CPU-hours (recorded: 19.6 on an Intel Xeon, 17.4 on an AMD EPYC).
 # With two one-thread runs at a time on 2 cores:
 # `python tools/sweep.py --plan cross_cpu --results-dir results/<cpu> --tables results/<cpu>/tables`
 # `python tools/make_tables.py --results results/<cpu> --out results/<cpu>/tables --compare-with results/runs`
@@ -34,6 +34,9 @@ groups = [
          targets=['hand', 'snv']),
     dict(table='Table 2 (AdaptSegNet grid, seed 000 §2.2)', methods=['adaptsegnet'], nets=['deeplabv3plus'],
          targets=['hand', 'snv'], grid=True),
-    dict(table='Table 2 (grids, seed 000 §2.2)', methods=['cosine_similarity', 'depth_distribution'],
+    dict(table='Table 2 (grids, seed 000 §2.2)', methods=['dada', 'cosine_similarity', 'depth_distribution'],
          nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True),
+    dict(table='Table 3', methods=['source_only', 'oracle', 'adaptsegnet', 'advent', 'clan', 'dada', 'bdl', 'dise',
+                                   'glss', 'cosine_similarity', 'depth_distribution', 'unsup_backprop'],
+         nets=['deeplabv3plus'], targets=['cityscapes']),
 ]
