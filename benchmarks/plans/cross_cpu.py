@@ -4,9 +4,9 @@
 # adversarial baselines, cosine similarity, depth distribution and the Kanezaki row on DeepLabv3+ (default points) with
 # their fine-tuning and the baselines' positive controls; GAN vs VAE; on UNet Source Only, GLSS, the
 # baselines, their fine-tuning controls and the strong positive control on SNV; Fig. 5 and Table 4 (GLSS's
-# latent-search study and ablation); Table 1; the grids of AdaptSegNet, DADA, cosine similarity and depth
-# distribution; Table 3; the target-fraction study of the output-space baselines. 522 runs, about 18-20 CPU-hours
-# (recorded: 20.1 on an Intel Xeon, 17.9 on an AMD EPYC).
+# latent-search study and ablation); Table 1; the grids of AdaptSegNet, DADA, BDL, DISE, cosine similarity and
+# depth distribution; Table 3; the target-fraction study of the output-space baselines, BDL and GLSS. 564 runs,
+# about 22-24 CPU-hours (recorded: 24.1 on an Intel Xeon, 22.1 on an AMD EPYC).
 # With two one-thread runs at a time on 2 cores:
 # `python tools/sweep.py --plan cross_cpu --results-dir results/<cpu> --tables results/<cpu>/tables`
 # `python tools/make_tables.py --results results/<cpu> --out results/<cpu>/tables --compare-with results/runs`
@@ -35,12 +35,13 @@ groups = [
          targets=['hand', 'snv']),
     dict(table='Table 2 (AdaptSegNet grid, seed 000 §2.2)', methods=['adaptsegnet'], nets=['deeplabv3plus'],
          targets=['hand', 'snv'], grid=True),
-    dict(table='Table 2 (grids, seed 000 §2.2)', methods=['dada', 'cosine_similarity', 'depth_distribution'],
+    dict(table='Table 2 (grids, seed 000 §2.2)', methods=['dada', 'bdl', 'dise', 'cosine_similarity',
+                                                          'depth_distribution'],
          nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True),
     dict(table='Table 3', methods=['source_only', 'oracle', 'adaptsegnet', 'advent', 'clan', 'dada', 'bdl', 'dise',
                                    'glss', 'cosine_similarity', 'depth_distribution', 'unsup_backprop'],
          nets=['deeplabv3plus'], targets=['cityscapes']),
-    dict(table='Supplement Table 1 (SNV)', methods=['adaptsegnet', 'clan', 'advent', 'dada'],
+    dict(table='Supplement Table 1 (SNV)', methods=['adaptsegnet', 'bdl', 'clan', 'advent', 'dada', 'glss'],
          nets=['deeplabv3plus'], targets=['snv'], study='fraction',
          variants=[dict(tag=f'f{f}', set={'method.target_fraction': f}) for f in (0.6, 0.4, 0.2)]),
 ]
