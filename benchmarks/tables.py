@@ -12,6 +12,8 @@ each method's paired difference to Source Only (and to its fine-tuning control, 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import itertools
 import json
@@ -157,23 +159,44 @@ def paired_delta(runs: list[dict], reference: list[dict], split: str = 'target_a
     if mixed:
         raise ValueError('a paired difference would pair runs computed on different kinds of CPU (one seed is '
                          f'another network there), refusing it (re-make one side on one machine): {"; ".join(mixed)}')
-    return t_interval([r['metrics'][split][metric] - q['metrics'][split][metric] for r, q in pairs])
+    return t_interval([r['metrics'][split][metric] - q['metrics'][split][metric] for r, q in pairs],
+                      [r['seed'] for r, _ in pairs])
 
 
-def t_interval(diffs: list[float]) -> dict | None:
-    """``dict(n, mean, low, high)``: the mean of paired differences with its 95 % Student-t interval
-    (``low``/``high`` None when n < 2); None without differences."""
+def t_interval(diffs: list[float], seeds: list[int] | None = None) -> dict | None:
+    """``dict(n, mean, low, high, per_seed)``: the mean of paired differences with its 95 % Student-t
+    interval (``low``/``high`` None when n < 2) and, given the seed of each, {seed: difference}; None
+    without differences."""
     if not diffs:
         return None
     n, mean = len(diffs), float(np.mean(diffs))
+    per_seed = dict(zip(seeds, map(float, diffs))) if seeds is not None else {}
     if n < 2:
-        return dict(n=n, mean=mean, low=None, high=None)
+        return dict(n=n, mean=mean, low=None, high=None, per_seed=per_seed)
     half = stats.t.ppf(0.975, n - 1) * np.std(diffs, ddof=1) / np.sqrt(n)
-    return dict(n=n, mean=mean, low=mean - half, high=mean + half)
+    return dict(n=n, mean=mean, low=mean - half, high=mean + half, per_seed=per_seed)
+
+
+_PER_SEED = contextvars.ContextVar('per_seed', default=False)
+PER_SEED_NOTE = ('Each paired difference ends with {seed: difference}: the differences of the single seeds that its '
+                 'mean and interval are made of (make_tables.py --per-seed).')
+
+
+@contextlib.contextmanager
+def per_seed_differences():
+    """Within it, every paired-difference cell also lists its per-seed differences,
+    '+0.150 [+0.026, +0.274] * {0: +0.100, 1: +0.150, 2: +0.200}': whether a direction holds on
+    every seed, which an interval over three seeds cannot show."""
+    token = _PER_SEED.set(True)
+    try:
+        yield
+    finally:
+        _PER_SEED.reset(token)
 
 
 def _delta_cell(delta: dict | None) -> str:
-    """'+0.050 [+0.010, +0.090] *' (* where the interval excludes 0), n shown when n < 3."""
+    """'+0.050 [+0.010, +0.090] *' (* where the interval excludes 0), n shown when n < 3; within
+    ``per_seed_differences`` followed by {seed: difference}."""
     if delta is None:
         return MISSING
     text = f"{delta['mean']:+.3f}"
@@ -181,10 +204,14 @@ def _delta_cell(delta: dict | None) -> str:
         text += f" [{delta['low']:+.3f}, {delta['high']:+.3f}]"
         if delta['low'] > 0 or delta['high'] < 0:
             text += f' {SIGNIFICANT}'
-    return text + _n(delta['n'])
+    text += _n(delta['n'])
+    if _PER_SEED.get() and delta.get('per_seed'):
+        text += ' {' + ', '.join(f'{seed}: {diff:+.3f}' for seed, diff in sorted(delta['per_seed'].items())) + '}'
+    return text
 
 
-_DELTA_CELL = re.compile(r'([+-]\d+\.\d+)(?: \[([+-]\d+\.\d+), ([+-]\d+\.\d+)\]( \*)?)?(?: \(n=(\d+)\))?')
+_DELTA_CELL = re.compile(r'([+-]\d+\.\d+)(?: \[([+-]\d+\.\d+), ([+-]\d+\.\d+)\]( \*)?)?(?: \(n=(\d+)\))?'
+                         r'(?: \{[^}]*\})?')
 
 
 def parse_delta_cell(text: str) -> dict | None:
@@ -238,16 +265,23 @@ def groups(records: list[dict]) -> dict:
 
 
 def table1(records: list[dict]) -> pd.DataFrame:
-    """Seed 002 Table 1: supervised on the target, 80/20 split, IoU and Dice on the 20 % test part."""
+    """Seed 002 Table 1: supervised on the target, 80/20 split, IoU and Dice on the 20 % test part;
+    and, where Source Only was made on the net, the oracle's IoU minus Source Only's on the same test
+    part and seed (is the gap that adaptation should close real?), with its 95 % t interval."""
     rows = {}
     for net in ('fpn', 'unet', 'deeplabv3plus', 'linknet', 'pspnet'):
         row = {}
         for target in TARGET_NAMES:
-            cell = [r for r in records if r['method'] == 'oracle' and r['net'] == net and _target_key(r) == target
-                    and r.get('study', 'main') == 'main']
+            oracle, source_only = ([r for r in records if r['method'] == method and r['net'] == net
+                                    and _target_key(r) == target and r.get('study', 'main') == 'main'
+                                    and not r.get('tag')] for method in ('oracle', BASELINE))
+            check_one_version(oracle)
+            check_one_version(source_only)
             for metric in ('iou', 'dice'):
                 row[(TARGET_NAMES[target], metric.capitalize() if metric == 'dice' else 'IoU')] = \
-                    _cell(_values(cell, 'target_test', metric))
+                    _cell(_values(oracle, 'target_test', metric))
+            row[(TARGET_NAMES[target], 'IoU − Source Only')] = _delta_cell(
+                paired_delta(oracle, source_only, 'target_test') if oracle and source_only else None)
         rows[NET_NAMES[net]] = row
     return pd.DataFrame.from_dict(rows, orient='index')
 
@@ -480,7 +514,8 @@ def fig5_table(records: list[dict]) -> pd.DataFrame:
     for (target, loss, step), by_seed in curves.groupby(['target', 'loss', 'iteration']):
         rows[step][(TARGET_NAMES[target], loss.upper())] = _cell(list(by_seed.sort_values('seed')['iou']))
     for d in ls_paired_differences(curves).itertuples():
-        interval = dict(n=d.n, mean=d.mean, low=None if pd.isna(d.low) else d.low, high=None if pd.isna(d.high) else d.high)
+        interval = dict(n=d.n, mean=d.mean, low=None if pd.isna(d.low) else d.low,
+                        high=None if pd.isna(d.high) else d.high, per_seed=d.per_seed)
         rows[d.iteration][(TARGET_NAMES[d.target], f'SSIM − {d.other.upper()}')] = _delta_cell(interval)
     columns = [(title, name) for title in TARGET_NAMES.values()
                for name in [loss.upper() for loss in LS_LOSSES] + [f'SSIM − {o.upper()}' for o in LS_LOSSES[1:]]]
@@ -507,15 +542,16 @@ def ls_curves(records: list[dict]) -> pd.DataFrame:
 
 def ls_paired_differences(curves: pd.DataFrame) -> pd.DataFrame:
     """Per target, net, other objective (MSE, MAE) and LS iteration: SSIM minus it on the same seed,
-    as ``t_interval``'s n, mean, low, high (seeds that have both runs only)."""
+    as ``t_interval``'s n, mean, low, high, per_seed (seeds that have both runs only)."""
     rows = []
     for (target, net), sub in curves.groupby(['target', 'net']):
         wide = sub.pivot_table(index=['seed', 'iteration'], columns='loss', values='iou')
         for other in (loss for loss in LS_LOSSES[1:] if {'ssim', loss} <= set(wide.columns)):
             diffs = (wide['ssim'] - wide[other]).dropna()
             for step, by_seed in diffs.groupby(level='iteration'):
-                rows.append(dict(target=target, net=net, other=other, iteration=step, **t_interval(list(by_seed))))
-    return pd.DataFrame(rows, columns=['target', 'net', 'other', 'iteration', 'n', 'mean', 'low', 'high'])
+                rows.append(dict(target=target, net=net, other=other, iteration=step,
+                                 **t_interval(list(by_seed), list(by_seed.index.get_level_values('seed')))))
+    return pd.DataFrame(rows, columns=['target', 'net', 'other', 'iteration', 'n', 'mean', 'low', 'high', 'per_seed'])
 
 
 def plot_ls_curves(curves: pd.DataFrame, path, title: str) -> None:
@@ -792,7 +828,9 @@ def build_all(records: list[dict], where: str, criterion: str = 'target_all') ->
                 f'({where})', [*notes, CPU_NOTE])
 
     specs = {
-        'table1': lambda: (table1(records), f'Table 1: supervised on target, 80/20 split, {stat} ({where})', []),
+        'table1': lambda: (table1(records), f'Table 1: supervised on target, 80/20 split, {stat}, and the oracle '
+                           'minus Source Only on the same 20 % test part and seed with 95 % Student-t intervals '
+                           f'({where})', starred),
         'table2': table2_with_notes,
         'table2_deltas': deltas_with_notes,
         'grids': lambda: (grid_table(records, criterion), 'Grids (seed 000 §2.2): target IoU of every declared point, '

@@ -373,6 +373,47 @@ def test_a_delta_cell_reads_back_as_the_interval_it_shows():
         assert parse_delta_cell(other) is None
 
 
+def test_table1_pairs_the_oracle_with_source_only_of_the_same_seed_on_the_test_split():
+    from udabench.tables import table1
+
+    def on_test(runs, ious):            # the 20 % test split; target_all is set apart so a mix-up shows
+        return [{**r, 'metrics': {'target_test': {'iou': v, 'dice': v}, 'target_all': {'iou': 0.0, 'dice': 0.0}}}
+                for r, v in zip(runs, ious)]
+    oracle = on_test(_seeded('oracle', (0.8, 0.9, 0.7), study='main'), (0.8, 0.9, 0.7))
+    source_only = on_test(_seeded('source_only', (0, 0, 0)), (0.7, 0.5, 0.6))
+    frame = table1(oracle[::-1] + source_only)
+    d = t_interval([0.1, 0.4, 0.1])
+    assert frame.loc['UNet', ('Hand Gesture', 'IoU')] == '0.800 ± 0.100'
+    assert frame.loc['UNet', ('Hand Gesture', 'IoU − Source Only')] == \
+        f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+    assert frame.loc['DeepLabv3+', ('Hand Gesture', 'IoU − Source Only')] == MISSING   # no Source Only there
+
+
+def test_per_seed_cells_list_each_seeds_own_difference_paired_by_seed():
+    from udabench.tables import delta_table, parse_delta_cell, per_seed_differences
+    so = _seeded('source_only', (0.30, 0.50, 0.10))
+    glss = _seeded('glss', (0.40, 0.65, 0.30))[::-1]                   # listed out of seed order
+    where = ('Hand Gesture', 'UNet', 'vs Source Only')
+    plain = delta_table(so + glss)[0].loc['GLSS', where]
+    with per_seed_differences():
+        cell = delta_table(so + glss)[0].loc['GLSS', where]
+        pair = delta_table(so + _seeded('advent', (0.35, 0.40)))[0].loc['AdvEnt', where]
+    assert plain == '+0.150 [+0.026, +0.274] *'
+    assert cell == '+0.150 [+0.026, +0.274] * {0: +0.100, 1: +0.150, 2: +0.200}'
+    assert pair.endswith('(n=2) {0: +0.050, 1: -0.100}')
+    assert parse_delta_cell(cell) == parse_delta_cell(plain)           # read back as the interval it shows
+    assert delta_table(so + glss)[0].loc['GLSS', where] == plain       # only inside the context
+
+
+def test_per_seed_fig5_cells_pair_ssim_with_the_other_objective_of_the_same_seed():
+    from udabench.tables import per_seed_differences
+    runs = [_ls_record('ssim', 1, (0.2, 0.4)), _ls_record('ssim', 0, (0.3, 0.5)),
+            _ls_record('mse', 0, (0.3, 0.45)), _ls_record('mse', 1, (0.2, 0.30))]
+    with per_seed_differences():
+        frame = fig5_table(runs)
+    assert frame.loc[10, ('SNV', 'SSIM − MSE')].endswith('(n=2) {0: +0.050, 1: +0.100}')
+
+
 def test_replication_sets_each_paired_difference_beside_the_same_one_on_another_cpu():
     from udabench.tables import delta_table, replication_table
     so = (0.30, 0.50, 0.10)
@@ -454,6 +495,22 @@ def test_replication_names_a_cell_whose_best_grid_point_differs_between_the_two_
     text = (tmp_path / 'tables' / 'smoke_synthetic' / 'replication.md').read_text()
     assert 'AdvEnt, Hand Gesture, UNet: Table 2 shows another grid point on each side (AMD EPYC (AVX512): ' in text
     assert f'; {INTEL} (AVX512): lr10)' in text
+
+
+def test_make_tables_per_seed_writes_each_seeds_difference_and_says_so(tmp_path):
+    from tools_make_tables import main as make_tables
+    runs = _seeded('source_only', (0.30, 0.50, 0.10)) + _seeded('advent', (0.40, 0.65, 0.30))
+    _write_results(tmp_path / AMD, runs, AMD)
+    _write_results(tmp_path / INTEL, runs, INTEL)
+    out = tmp_path / 'tables'
+    assert make_tables(['--results', str(tmp_path / AMD), '--out', str(out), '--per-seed',
+                        '--compare-with', str(tmp_path / INTEL)]) == 0
+    deltas = (out / 'smoke_synthetic' / 'table2_deltas.md').read_text()
+    assert '+0.150 [+0.026, +0.274] * {0: +0.100, 1: +0.150, 2: +0.200}' in deltas
+    assert '{seed: difference}' in deltas
+    assert '1 holds' in (out / 'smoke_synthetic' / 'replication.md').read_text()   # still read as intervals
+    assert make_tables(['--results', str(tmp_path / AMD), '--out', str(out)]) == 0
+    assert '{0:' not in (out / 'smoke_synthetic' / 'table2_deltas.md').read_text()
 
 
 def test_compare_with_a_folder_without_the_same_runs_is_an_error_naming_the_option(tmp_path, capsys):

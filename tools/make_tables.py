@@ -13,10 +13,12 @@ written, and the exit status is 2.
 
 also writes `replication.md`: every paired difference of these tables beside the same one computed from
 the runs of the other folder at the same paths (made on another CPU kind, say), with whether it holds.
+With --per-seed every paired difference also lists the difference on each seed, {seed: difference}.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections import Counter
 from pathlib import Path
@@ -56,13 +58,17 @@ def write_replication(folder: Path, group: list[dict], built: dict, reference: l
               f'{points[1].get(cell, "none")}), so its rows compare different configurations.'
               for cell, point in points[0].items() if points[1].get(cell) != point]
     notes += [f'{name} of {args.compare_with} not compared: {err}' for name, err in refused.items()]
-    md, tex = tables.render(frame, caption, notes)
+    md, tex = tables.render(frame, caption, notes + per_seed_note(args))
     if frame.empty:                          # render leaves notes out of an empty table; here they say why
         md += ''.join(f'\n- {n}' for n in notes) + '\n'
         tex += ''.join(f'% {n}\n' for n in notes)
     (folder / 'replication.md').write_text(md)
     (folder / 'replication.tex').write_text(tex)
     print(md)
+
+
+def per_seed_note(args) -> list[str]:
+    return [tables.PER_SEED_NOTE] if args.per_seed else []
 
 
 def main(argv=None) -> int:
@@ -74,6 +80,8 @@ def main(argv=None) -> int:
     parser.add_argument('--compare-with', metavar='DIR',
                         help='also write replication.md: each paired difference beside the same one from the runs of '
                              'DIR at the same paths (another CPU kind, say), with whether it holds')
+    parser.add_argument('--per-seed', action='store_true',
+                        help='every paired difference also lists its per-seed differences, {seed: difference}')
     args = parser.parse_args(argv)
     try:
         records = load_results(args.results)
@@ -89,6 +97,12 @@ def main(argv=None) -> int:
         print(f'error: --compare-with {args.compare_with}: no result files at the paths of those under {args.results} '
               '(expected a results folder of the same plan rows, e.g. results/runs)', file=sys.stderr)
         return 2
+    with tables.per_seed_differences() if args.per_seed else contextlib.nullcontext():
+        return write_tables(records, reference, args)
+
+
+def write_tables(records: list[dict], reference: list[dict], args) -> int:
+    """Every group's tables under ``args.out`` (and its replication against ``reference``); the exit status."""
     status = 0
     for (profile, source), group in sorted(tables.groups(records).items()):
         folder = Path(args.out) / f'{profile}_{source.split(" ")[0]}'
@@ -96,7 +110,7 @@ def main(argv=None) -> int:
         built, refused = tables.build_all(group, where, args.select)
         folder.mkdir(parents=True, exist_ok=True)
         for name, (frame, caption, notes) in built.items():
-            md, tex = tables.render(frame, caption, notes)
+            md, tex = tables.render(frame, caption, notes + per_seed_note(args))
             (folder / f'{name}.md').write_text(md)
             (folder / f'{name}.tex').write_text(tex)
             print(md)
