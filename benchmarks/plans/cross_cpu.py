@@ -2,11 +2,12 @@
 # whether the paired findings hold there (one seed is another network on another CPU kind, so none of
 # these runs pairs with a committed file made elsewhere): Source Only, GLSS, BDL, DISE, the output-space
 # adversarial baselines, cosine similarity, depth distribution and the Kanezaki row on DeepLabv3+ (default points) with
-# their fine-tuning and the baselines' positive controls; GAN vs VAE; on UNet Source Only, GLSS, the
-# baselines, their fine-tuning controls and the strong positive control on SNV; Fig. 5 and Table 4 (GLSS's
-# latent-search study and ablation); Table 1; the grids of AdaptSegNet, DADA, BDL, DISE, cosine similarity and
-# depth distribution; Table 3; the target-fraction study of the output-space baselines, BDL and GLSS. 564 runs,
-# about 22-24 CPU-hours (recorded: 24.1 on an Intel Xeon, 22.1 on an AMD EPYC).
+# their fine-tuning controls and the positive controls of the baselines, BDL and DISE; GAN vs VAE; on UNet
+# Source Only, GLSS, BDL, DISE, the output-space baselines and every control of theirs; Fig. 5 and Table 4
+# (GLSS's latent-search study and ablation); Table 1; the grids of AdaptSegNet, DADA, BDL, DISE, cosine
+# similarity and depth distribution; Table 3; the target-fraction study of the output-space baselines, BDL
+# and GLSS. Not here: BDL's and DISE's controls on UNet. 636 runs, about 26-29 CPU-hours (recorded: 29.0 on
+# an Intel Xeon, 26.4 on an AMD EPYC).
 # With two one-thread runs at a time on 2 cores:
 # `python tools/sweep.py --plan cross_cpu --results-dir results/<cpu> --tables results/<cpu>/tables`
 # `python tools/make_tables.py --results results/<cpu> --out results/<cpu>/tables --compare-with results/runs`
