@@ -75,11 +75,17 @@ def expand(plan: Config, tables: list[str] | None = None, **spec_kwargs) -> list
     its grid points) is not made twice: that run stands for it (``tables.grid_table`` names it).
     ``tables``: only the runs standing for the points of the groups whose ``table`` is named, chosen
     after de-duplicating the whole plan, so that a selection plans no run the whole plan would not."""
+    return [spec for _, spec in expand_by_table(plan, tables, **spec_kwargs)]
+
+
+def expand_by_table(plan: Config, tables: list[str] | None = None, **spec_kwargs) -> list[tuple[str, RunSpec]]:
+    """``expand``'s runs, each with the ``table`` of the first group that plans it (a grid point that a
+    default run stands for: the default run's group)."""
     known = [group.get('table', '') for group in plan.groups]
     unknown = [t for t in tables or [] if t not in known]
     if unknown:
         raise ValueError(f'--table: the plan has no group for {unknown}; its tables: {sorted(set(known))}')
-    runs, configs, selected = {}, {}, set()
+    runs, owners, configs, selected = {}, {}, {}, set()
     for group in plan.groups:
         for method in group['methods']:
             for net in group['nets']:
@@ -114,8 +120,9 @@ def expand(plan: Config, tables: list[str] | None = None, **spec_kwargs) -> list
                                     del runs[planned]                # the untagged run stands for that point
                                     configs[same] = (key, False)
                                 runs.setdefault(key, spec)
+                                owners.setdefault(key, group.get('table', ''))
     wanted = {configs[same][0] for same in selected}
-    return [spec for key, spec in runs.items() if key in wanted]
+    return [(owners[key], spec) for key, spec in runs.items() if key in wanted]
 
 
 def composed_config(method: str, net: str, profile: str, overrides: dict) -> dict:
@@ -227,16 +234,25 @@ ESTIMATE_LEVELS = (('', ('method', 'net', 'target', 'study', 'profile')),
                    ('~method', ('method', 'profile')))
 
 
+def recorded_cpu_seconds(path: Path) -> tuple[dict, float] | None:
+    """The result file at ``path`` and the CPU-seconds it recorded (measured wall time x threads; a
+    run stopped and resumed: its last process); None where there is no such file or field."""
+    try:
+        r = json.loads(Path(path).read_text())
+        return r, float(r['wall_time_s']['total']) * int(r.get('threads') or 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None                # not a result file, or one from before these fields
+
+
 def cpu_time_estimates(results_dir: Path) -> dict:
     """(level mark, key fields' values) -> mean CPU-seconds per run (measured wall time x threads)
     of the result files under ``results_dir``, for every level of ``ESTIMATE_LEVELS``."""
     seconds = defaultdict(list)
     for path in Path(results_dir).rglob('*.json'):
-        try:
-            r = json.loads(path.read_text())
-            cpu_s = float(r['wall_time_s']['total']) * int(r.get('threads') or 1)
-        except (ValueError, KeyError, TypeError):
-            continue               # not a result file, or one from before these fields
+        recorded = recorded_cpu_seconds(path)
+        if recorded is None:
+            continue
+        r, cpu_s = recorded
         for mark, fields in ESTIMATE_LEVELS:
             if fields and all(f in r for f in fields):
                 seconds[(mark, tuple(r[f] for f in fields))].append(cpu_s)
@@ -272,9 +288,10 @@ def estimate(spec: RunSpec, estimates: dict) -> tuple[float | None, str]:
 
 
 def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, cores: int, threads: int,
-                   reasons: dict | None = None) -> str:
+                   reasons: dict | None = None, table_of: dict | None = None) -> str:
     """What would run, with the estimated CPU time of each from earlier result files and, given
-    ``reasons`` (run key -> ``why_pending``), why each is pending."""
+    ``reasons`` (run key -> ``why_pending``), why each is pending; given ``table_of`` (run key -> its
+    table, ``expand_by_table``), each table's cost too (``table_costs``)."""
     estimates = cpu_time_estimates(results_dir)
     reasons = reasons or {}
     lines, total, unknown, coarse = [], 0.0, 0, defaultdict(int)
@@ -288,6 +305,8 @@ def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, 
                                                  else '       ? CPU-s') + why)
     parallel = max(1, cores // threads)
     fallbacks = ', '.join(f'{mark}: {coarse[mark]}' for mark, _ in ESTIMATE_LEVELS[1:])
+    if table_of:
+        lines += table_costs(runs, {run_key(spec) for spec in todo}, table_of, estimates)
     counted = Counter(reasons.get(run_key(spec), '') for spec in todo)
     why = '; '.join(f'{counted[r]} {r}' for r in PENDING_REASONS if counted[r])
     lines.append(f'{len(todo)} of {len(runs)} runs to make ({len(runs) - len(todo)} finished{"; " + why if why else ""}); '
@@ -298,6 +317,30 @@ def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, 
                  f'net, target and study, else ({fallbacks} runs) of the method on the net, on other nets scaled by '
                  f'the net cost ratio of the methods run on both, on any net)')
     return '\n'.join(lines)
+
+
+def table_costs(runs: list[RunSpec], todo: set[str], table_of: dict, estimates: dict) -> list[str]:
+    """Lines of a table: per plan table (``table_of``: run key -> table, in plan order) its runs, those
+    among them to make (run keys ``todo``), the CPU-hours its result files recorded, finished or not
+    (``recorded_cpu_seconds``), and the estimated CPU-hours of those to make (``estimate``)."""
+    rows = defaultdict(lambda: [0, 0, 0.0, 0.0])
+    for spec in runs:
+        key = run_key(spec)
+        recorded = recorded_cpu_seconds(expected_result(spec))
+        row = rows[table_of[key] or '(no table)']
+        row[0] += 1
+        row[1] += key in todo
+        row[2] += recorded[1] if recorded else 0.0
+        row[3] += (estimate(spec, estimates)[0] or 0.0) if key in todo else 0.0
+    rows['all'] = [sum(column) for column in zip(*rows.values())]
+    width = max(len(table) for table in rows)
+    lines = ['per table (each run under the first group that plans it; recorded: wall time x threads of the '
+             'result files at its runs\' paths, finished or not):',
+             f'{"table":<{width}} {"runs":>6} {"to make":>8} {"recorded CPU-h":>15} {"estimated CPU-h to make":>24}']
+    for table, (count, pending_count, recorded_s, estimated_s) in rows.items():
+        lines.append(f'{table:<{width}} {count:>6} {pending_count:>8} {recorded_s / 3600:>15.2f} '
+                     f'{estimated_s / 3600:>24.2f}')
+    return lines
 
 
 class RunJob(Checkpointable):

@@ -211,6 +211,37 @@ def test_a_run_on_another_kind_of_cpu_trains_its_stages_again(tmp_path, monkeypa
     assert (tmp_path / 'work' / 'CPU_C_AVX2').is_dir()
 
 
+def test_dry_run_sums_recorded_and_estimated_cpu_time_per_table(tmp_path, capsys):
+    """What each table costs: per plan table its runs, those to make, the CPU time its result files
+    recorded (finished or not) and the estimate for the rest. A run counts under the first group that
+    plans it, so a grid point made by a default run counts under the default run's table, once."""
+    from tools_sweep import main
+    plan = tmp_path / 'plan.py'
+    plan.write_text("profile = 'smoke'\nseeds = [0, 1]\ngroups = ["
+                    "dict(table='Main', methods=['bdl'], nets=['unet'], targets=['hand']), "
+                    "dict(table='Grid', methods=['bdl'], nets=['unet'], targets=['hand'], grid=True)]\n")
+    owned = sweep.expand_by_table(sweep.load_plan(str(plan)), **_paths(tmp_path))
+    assert [(table, s.tag) for table, s in owned][:2] == [('Main', ''), ('Main', '')] and len(owned) == 6
+    assert {table for table, s in owned if s.tag} == {'Grid'}
+    specs = [s for _, s in owned]
+    assert [sweep.run_key(s) for s in specs] == [sweep.run_key(s) for s in sweep.expand(sweep.load_plan(str(plan)),
+                                                                                        **_paths(tmp_path))]
+    for spec, seconds, threads, finished in ((specs[0], 1800.0, 2, True), (specs[2], 720.0, 1, False)):
+        path = sweep.expected_result(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = dict(method='bdl', net='unet', target='hand', study='main', profile='smoke', threads=threads,
+                      wall_time_s=dict(total=seconds), code_version='older', config=sweep.expected_config(spec))
+        path.write_text(json.dumps(dict(record, metrics={'target_all': {'iou': 0.5}} if finished else {})))
+    assert main(_cli(tmp_path, '--plan', str(plan), '--dry-run')) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] in (['Main'], ['Grid'], ['all'])}
+    # runs, to make, recorded CPU-h, estimated CPU-h to make (each pending run: the mean of the two files)
+    assert rows['Main'] == ['2', '2', '1.00', '1.20']     # 1800 s x 2 threads; 2 x (3600 + 720) / 2 s
+    assert rows['Grid'] == ['4', '4', '0.20', '2.40']     # the unfinished file's 720 s counts as recorded
+    assert rows['all'] == ['6', '6', '1.20', '3.60']
+    assert lines[-1].startswith('6 of 6 runs to make')     # the totals stay the last line
+
+
 def test_dry_run_estimate_prefers_the_same_target_and_study_then_falls_back_to_other_nets(tmp_path):
     def result(name, seconds, **fields):
         path = tmp_path / 'runs' / f'{name}.json'

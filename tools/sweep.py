@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make every run of a plan (benchmarks/plans/<plan>.py) that has no result file yet, then render the tables.
 
-    python tools/sweep.py --plan cpu --dry-run          # what would run, with estimated CPU time
+    python tools/sweep.py --plan cpu --dry-run          # what would run, its estimated CPU time, each table's cost
     python tools/sweep.py --plan cpu                    # local: cores // threads runs at once
     python tools/sweep.py --plan cpu --shard 0/2        # this machine's half (another runs 1/2)
     python tools/sweep.py --plan cpu --table 'Fig. 5' 'Table 4'   # only the groups behind these tables
@@ -53,8 +53,9 @@ def main(argv=None) -> int:
     try:
         plan = sweep.load_plan(args.plan)
         index, count = _shard(args.shard)
-        runs = sweep.shard(sweep.expand(plan, tables=args.table, data_root=args.data_root, results_dir=args.results_dir,
-                                        work_dir=args.work_dir, synthetic_cache=args.synthetic_cache), index, count)
+        owned = sweep.expand_by_table(plan, tables=args.table, data_root=args.data_root, results_dir=args.results_dir,
+                                      work_dir=args.work_dir, synthetic_cache=args.synthetic_cache)
+        runs = sweep.shard([spec for _, spec in owned], index, count)
         slurm = {k: _literal(v) for k, v in (p.split('=', 1) for p in args.slurm)}
     except (KeyError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
@@ -67,7 +68,8 @@ def main(argv=None) -> int:
         print(note)
     todo = [spec for spec in runs if sweep.run_key(spec) in reasons]
     if args.dry_run:
-        print(sweep.dry_run_report(runs, todo, Path(args.results_dir), args.cores, threads, reasons))
+        table_of = {sweep.run_key(spec): table for table, spec in owned}
+        print(sweep.dry_run_report(runs, todo, Path(args.results_dir), args.cores, threads, reasons, table_of))
         return 0
     print(f'plan {args.plan}, shard {args.shard}: {len(todo)} of {len(runs)} runs to make')
     try:

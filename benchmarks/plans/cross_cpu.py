@@ -6,8 +6,7 @@
 # Source Only, GLSS, BDL, DISE, the output-space baselines and every control of theirs; Fig. 5 and Table 4
 # (GLSS's latent-search study and ablation); Table 1; the grids of AdaptSegNet, DADA, BDL, DISE, cosine
 # similarity and depth distribution; Table 3; the target-fraction study of the output-space baselines, BDL
-# and GLSS. Not here: BDL's and DISE's controls on UNet. 636 runs, about 26-29 CPU-hours (recorded: 29.0 on
-# an Intel Xeon, 26.4 on an AMD EPYC).
+# and GLSS: every run of `cpu` (672 runs).
 # With two one-thread runs at a time on 2 cores:
 # `python tools/sweep.py --plan cross_cpu --results-dir results/<cpu> --tables results/<cpu>/tables`
 # `python tools/make_tables.py --results results/<cpu> --out results/<cpu>/tables --compare-with results/runs`
@@ -26,7 +25,8 @@ groups = [
          study='controls', controls=['positive_f0.2', 'positive_f1.0']),
     dict(table='Supplement Table 2 (GAN vs VAE)', methods=['glss_gan'], nets=['deeplabv3plus'], targets=['hand', 'snv']),
     dict(table='Table 2', methods=['source_only'] + FAST + ['glss', 'bdl', 'dise'], nets=['unet'], targets=['hand', 'snv']),
-    dict(table='Controls', methods=FAST, nets=['unet'], targets=['hand', 'snv'], study='controls', controls=True),
+    dict(table='Controls', methods=FAST + ['bdl', 'dise'], nets=['unet'], targets=['hand', 'snv'], study='controls',
+         controls=True),
     dict(table='Fig. 5', methods=['glss_ls_study'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
          study='ls_iterations'),
     dict(table='Table 4', methods=['glss_ablation'], nets=['deeplabv3plus'], targets=['hand', 'snv'], grid=True,
