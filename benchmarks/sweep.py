@@ -294,9 +294,10 @@ def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, 
     table, ``expand_by_table``), each table's cost too (``table_costs``)."""
     estimates = cpu_time_estimates(results_dir)
     reasons = reasons or {}
-    lines, total, unknown, coarse = [], 0.0, 0, defaultdict(int)
+    lines, total, unknown, coarse, estimated = [], 0.0, 0, defaultdict(int), {}
     for spec in todo:
         est, mark = estimate(spec, estimates)
+        estimated[run_key(spec)] = est
         total += est or 0.0
         unknown += est is None
         coarse[mark] += est is not None and bool(mark)
@@ -306,7 +307,7 @@ def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, 
     parallel = max(1, cores // threads)
     fallbacks = ', '.join(f'{mark}: {coarse[mark]}' for mark, _ in ESTIMATE_LEVELS[1:])
     if table_of:
-        lines += table_costs(runs, {run_key(spec) for spec in todo}, table_of, estimates)
+        lines += table_costs(runs, table_of, estimated)
     counted = Counter(reasons.get(run_key(spec), '') for spec in todo)
     why = '; '.join(f'{counted[r]} {r}' for r in PENDING_REASONS if counted[r])
     lines.append(f'{len(todo)} of {len(runs)} runs to make ({len(runs) - len(todo)} finished{"; " + why if why else ""}); '
@@ -319,19 +320,20 @@ def dry_run_report(runs: list[RunSpec], todo: list[RunSpec], results_dir: Path, 
     return '\n'.join(lines)
 
 
-def table_costs(runs: list[RunSpec], todo: set[str], table_of: dict, estimates: dict) -> list[str]:
+def table_costs(runs: list[RunSpec], table_of: dict, estimated: dict) -> list[str]:
     """Lines of a table: per plan table (``table_of``: run key -> table, in plan order) its runs, those
-    among them to make (run keys ``todo``), the CPU-hours its result files recorded, finished or not
-    (``recorded_cpu_seconds``), and the estimated CPU-hours of those to make (``estimate``)."""
+    among them to make (``estimated``: run key -> CPU-seconds or None, of each run to make), the
+    CPU-hours its result files recorded, finished or not (``recorded_cpu_seconds``), and the estimated
+    CPU-hours of those to make."""
     rows = defaultdict(lambda: [0, 0, 0.0, 0.0])
     for spec in runs:
         key = run_key(spec)
         recorded = recorded_cpu_seconds(expected_result(spec))
         row = rows[table_of[key] or '(no table)']
         row[0] += 1
-        row[1] += key in todo
+        row[1] += key in estimated
         row[2] += recorded[1] if recorded else 0.0
-        row[3] += (estimate(spec, estimates)[0] or 0.0) if key in todo else 0.0
+        row[3] += estimated.get(key) or 0.0
     rows['all'] = [sum(column) for column in zip(*rows.values())]
     width = max(len(table) for table in rows)
     lines = ['per table (each run under the first group that plans it; recorded: wall time x threads of the '
