@@ -392,10 +392,3 @@ def test_slurm_array_sbatch_script(tmp_path, monkeypatch):
                  '#SBATCH --cpus-per-task=2', '#SBATCH --partition=cpu', 'export OMP_NUM_THREADS=2'):
         assert line in script, script
     assert 'submitit.core._submit' in script
-
-
-def test_the_cross_cpu_plan_holds_only_runs_of_the_cpu_plan():
-    """A replicate on another CPU kind is compared with the committed `cpu` runs at the same paths: a
-    cross_cpu group copied from `cpu` and then drifting from it would plan runs with nothing to compare."""
-    keys = lambda name: {sweep.run_key(s) for s in sweep.expand(sweep.load_plan(name))}
-    assert keys('cross_cpu') <= keys('cpu')
